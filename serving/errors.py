@@ -1,0 +1,81 @@
+"""Exceptions raised by escalation-scoring.
+
+    EscalationError
+    ├── SchemaError                 a conversation or file does not match the schema
+    │   ├── ConversationValidationError
+    │   └── ConversationFileError   every bad line of a JSON Lines file, with line numbers
+    ├── PolicyError                 the rule policy YAML is invalid
+    ├── BundleError                 a model bundle cannot be served
+    │   ├── BundleIntegrityError    a file is missing or its sha256 differs from the manifest
+    │   └── FeatureSchemaError      the feature names or order differ from this code's
+    ├── ExportParityError           an exported ONNX model disagrees with its source model
+    └── DatasetError                a raw corpus is missing or malformed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+class EscalationError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class SchemaError(EscalationError, ValueError):
+    """Input does not match the conversation schema."""
+
+
+class ConversationValidationError(SchemaError):
+    """One conversation failed validation; `problems` lists every violation found."""
+
+    def __init__(self, problems: Sequence[Any]) -> None:
+        self.problems = list(problems)
+        super().__init__(_join_problems(self.problems))
+
+
+class ConversationFileError(SchemaError):
+    """A JSON Lines file has bad lines; `problems` lists each with its line number."""
+
+    # A file of a million bad lines should still give a readable message.
+    MAX_LISTED = 50
+
+    def __init__(self, path: Path, problems: Sequence[Any]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        lines = sorted({problem.line_number for problem in self.problems})
+        header = f"{path}: {len(lines)} invalid line(s), {len(self.problems)} problem(s); fix " \
+            "them and run again, nothing was loaded"
+        listed = _join_problems(self.problems[: self.MAX_LISTED])
+        more = len(self.problems) - self.MAX_LISTED
+        tail = f"\n... and {more} more" if more > 0 else ""
+        super().__init__(f"{header}\n{listed}{tail}")
+
+
+def _join_problems(problems: Sequence[Any]) -> str:
+    return "\n".join(str(problem) for problem in problems)
+
+
+class PolicyError(EscalationError, ValueError):
+    """The rule policy is invalid; the message names the key and the value."""
+
+
+class BundleError(EscalationError):
+    """A model bundle is missing, corrupt or incompatible with this code."""
+
+
+class BundleIntegrityError(BundleError):
+    """A bundle file is missing or its sha256 differs from the manifest."""
+
+
+class FeatureSchemaError(BundleError):
+    """The bundle was trained on other features than this code computes."""
+
+
+class ExportParityError(EscalationError):
+    """An exported ONNX model gives other outputs than the model it was exported from."""
+
+
+class DatasetError(EscalationError, ValueError):
+    """A raw corpus is missing or does not have the documented format."""

@@ -1,0 +1,325 @@
+"""Typed conversation schema and its JSON Lines interchange format.
+
+A conversation is an ordered list of turns between a customer and the support side (the AI
+assistant, a human agent, or the system). Optional labels carry ground truth for training.
+`parse_conversation` and `read_conversations` turn raw JSON into these models and report each
+problem with the conversation id, the turn index and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from serving.errors import ConversationFileError, ConversationValidationError
+
+SCHEMA_VERSION = "1.0"
+
+# Longer messages are pasted logs or documents rather than chat; the encoder reads at most
+# 256 tokens anyway, so more text only costs memory and time.
+MAX_TEXT_CHARS = 8_000
+MAX_TURNS = 1_000
+MAX_ID_CHARS = 200
+
+
+class Role(str, Enum):
+    """Who wrote a turn."""
+
+    CUSTOMER = "customer"
+    ASSISTANT = "assistant"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class Sentiment(str, Enum):
+    """Three-class sentiment of a customer message."""
+
+    NEGATIVE = "negative"
+    NEUTRAL = "neutral"
+    POSITIVE = "positive"
+
+
+SENTIMENT_CLASSES: tuple[Sentiment, ...] = (Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class TurnLabels(_Strict):
+    """Ground truth for one turn, used for training and evaluation only."""
+
+    satisfaction: int | None = Field(default=None, ge=1, le=5)
+    sentiment: Sentiment | None = None
+    frustration: bool | None = None
+    handoff: bool | None = None
+
+
+class Turn(_Strict):
+    """One message of a conversation."""
+
+    role: Role
+    text: str = Field(max_length=MAX_TEXT_CHARS)
+    timestamp: datetime | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    kb_results: int | None = Field(default=None, ge=0)
+    csat: int | None = Field(default=None, ge=1, le=5)
+    labels: TurnLabels | None = None
+
+    @model_validator(mode="after")
+    def _check_role_fields(self) -> Turn:
+        if self.role is not Role.ASSISTANT:
+            for name in ("confidence", "kb_results"):
+                if getattr(self, name) is not None:
+                    raise PydanticCustomError(
+                        "assistant_only",
+                        "only assistant turns may carry '{field}', this turn's role is '{role}'",
+                        {"field": name, "role": self.role.value},
+                    )
+        if self.role is not Role.CUSTOMER and self.csat is not None:
+            raise PydanticCustomError(
+                "customer_only",
+                "only customer turns may carry 'csat', this turn's role is '{role}'",
+                {"field": "csat", "role": self.role.value},
+            )
+        return self
+
+
+class CustomerProfile(_Strict):
+    """What the support platform knows about the customer; every field is optional."""
+
+    customer_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    name: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    email: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    plan: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    account_value: float | None = Field(default=None, ge=0.0)
+    vip: bool = False
+    enterprise: bool = False
+    past_due: bool = False
+    region: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    previous_escalations: int = Field(default=0, ge=0)
+
+
+class ConversationLabels(_Strict):
+    """Conversation-level ground truth, used for training and evaluation only."""
+
+    escalated: bool | None = None
+    escalation_turn: int | None = Field(default=None, ge=0)
+    escalation_reason: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    overall_satisfaction: int | None = Field(default=None, ge=1, le=5)
+
+
+class Conversation(_Strict):
+    """A support conversation: who the customer is and what was said, in order."""
+
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    channel: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    started_at: datetime | None = None
+    source: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    customer: CustomerProfile | None = None
+    turns: list[Turn] = Field(max_length=MAX_TURNS)
+    labels: ConversationLabels | None = None
+
+    @model_validator(mode="after")
+    def _check_turn_order(self) -> Conversation:
+        if not self.turns:
+            raise PydanticCustomError(
+                "empty_conversation",
+                "a conversation needs at least one turn, 'turns' is empty",
+                {"field": "turns"},
+            )
+
+        previous: datetime | None = self.started_at
+        previous_index: int | None = None
+        for index, turn in enumerate(self.turns):
+            if turn.timestamp is None:
+                continue
+            if previous is not None and _as_comparable(turn.timestamp) < _as_comparable(previous):
+                before = "'started_at'" if previous_index is None else f"turn {previous_index}"
+                raise PydanticCustomError(
+                    "timestamp_order",
+                    "timestamp {value} is earlier than {before} ({previous}); "
+                    "turns must be in chronological order",
+                    {
+                        "turn_index": index,
+                        "field": "timestamp",
+                        "value": turn.timestamp.isoformat(),
+                        "before": before,
+                        "previous": previous.isoformat(),
+                    },
+                )
+            previous = turn.timestamp
+            previous_index = index
+
+        escalation_turn = self.labels.escalation_turn if self.labels else None
+        if escalation_turn is not None and escalation_turn >= len(self.turns):
+            raise PydanticCustomError(
+                "escalation_turn_range",
+                "labels.escalation_turn is {value} but the conversation has {count} turns",
+                {"field": "labels.escalation_turn", "value": escalation_turn,
+                 "count": len(self.turns)},
+            )
+        return self
+
+    def customer_turn_indices(self) -> list[int]:
+        """Return the indices of the customer's turns, in order."""
+        return [index for index, turn in enumerate(self.turns) if turn.role is Role.CUSTOMER]
+
+
+def _as_comparable(moment: datetime) -> datetime:
+    # Naive timestamps are taken as UTC so that a file mixing both forms can still be ordered.
+    if moment.tzinfo is None:
+        from datetime import UTC
+
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One schema violation, located as precisely as the input allows."""
+
+    conversation_id: str | None
+    turn_index: int | None
+    field: str
+    message: str
+    line_number: int | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.line_number is not None:
+            parts.append(f"line {self.line_number}")
+        parts.append(f"conversation {self.conversation_id!r}" if self.conversation_id else
+                     "conversation without an id")
+        if self.turn_index is not None:
+            parts.append(f"turn {self.turn_index}")
+        parts.append(f"field {self.field!r}")
+        return ", ".join(parts) + f": {self.message}"
+
+
+def parse_conversation(data: Any, *, line_number: int | None = None) -> Conversation:
+    """Validate one decoded JSON object as a Conversation.
+
+    Raises ConversationValidationError listing every problem, each with the conversation id,
+    the turn index and the field.
+    """
+    conversation_id = _peek_id(data)
+    try:
+        return Conversation.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            _problem_from_error(detail, conversation_id, line_number)
+            for detail in error.errors(include_url=False)
+        ]
+        raise ConversationValidationError(problems) from None
+
+
+def _peek_id(data: Any) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        return data["id"]
+    return None
+
+
+def _problem_from_error(
+    detail: Any, conversation_id: str | None, line_number: int | None
+) -> Problem:
+    location = list(detail.get("loc", ()))
+    context = detail.get("ctx") or {}
+    turn_index: int | None = None
+    if len(location) >= 2 and location[0] == "turns" and isinstance(location[1], int):
+        turn_index = location[1]
+        location = location[2:]
+    if "turn_index" in context:
+        turn_index = int(context["turn_index"])
+
+    field = str(context.get("field") or ".".join(str(part) for part in location) or "turns")
+    if field.startswith("turns.") and turn_index is not None:
+        field = field.removeprefix("turns.")
+
+    message = detail.get("msg", "invalid value")
+    if detail.get("type") not in {"missing", "timestamp_order", "empty_conversation",
+                                  "assistant_only", "customer_only", "escalation_turn_range"}:
+        value = detail.get("input")
+        shown = f"{len(value)} characters" if detail.get("type") == "string_too_long" and \
+            isinstance(value, str) else _short_repr(value)
+        message = f"{message} (got {shown})"
+    return Problem(conversation_id, turn_index, field, message, line_number)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def iter_conversation_lines(path: Path) -> Iterator[tuple[int, Conversation | Exception]]:
+    """Yield (line number, Conversation or the error for that line) for a JSON Lines file.
+
+    Blank lines are skipped. Line numbers start at 1, as editors show them.
+    """
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield line_number, ConversationValidationError(
+                    [Problem(None, None, "(json)", f"not valid JSON: {error.msg} at column "
+                             f"{error.colno}", line_number)]
+                )
+                continue
+            try:
+                yield line_number, parse_conversation(data, line_number=line_number)
+            except ConversationValidationError as error:
+                yield line_number, error
+
+
+def read_conversations(path: str | Path) -> list[Conversation]:
+    """Read a JSON Lines file of conversations, one per line.
+
+    Every bad line is reported, not only the first: ConversationFileError lists each problem
+    with its line number. Conversation ids must be unique within the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"conversation file not found: {path}; pass a JSON Lines file "
+                                "with one conversation per line (see data/README.md)")
+
+    conversations: list[Conversation] = []
+    problems: list[Problem] = []
+    first_line_of: dict[str, int] = {}
+    for line_number, item in iter_conversation_lines(path):
+        if isinstance(item, ConversationValidationError):
+            problems.extend(item.problems)
+            continue
+        assert isinstance(item, Conversation)
+        if item.id in first_line_of:
+            problems.append(Problem(item.id, None, "id", "duplicate conversation id, first "
+                                    f"seen on line {first_line_of[item.id]}", line_number))
+            continue
+        first_line_of[item.id] = line_number
+        conversations.append(item)
+
+    if problems:
+        raise ConversationFileError(path, problems)
+    return conversations
+
+
+def write_conversations(conversations: Iterable[Conversation], path: str | Path) -> int:
+    """Write conversations as JSON Lines, leaving out unset fields; return the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for conversation in conversations:
+            handle.write(conversation.model_dump_json(exclude_none=True) + "\n")
+            count += 1
+    return count
