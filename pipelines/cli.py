@@ -1,0 +1,301 @@
+"""The `escalation` command line: train, evaluate, export, score and serve."""
+
+from __future__ import annotations
+
+import serving  # noqa: F401  (switches telemetry off before any library below loads)
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from serving.errors import EscalationError
+
+logger = logging.getLogger("escalation")
+
+app = typer.Typer(
+    name="escalation",
+    help="Decide when an AI support chat must go to a human: train, evaluate and serve models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+BundleOption = Annotated[
+    Path | None,
+    typer.Option("--bundle", "-b", help="Bundle folder to use; default: the newest under "
+                 "models/.", file_okay=False),
+]
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Rule policy YAML; default: the packaged policy "
+                 "(serving/policies/default.yaml).", dir_okay=False),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Training configuration YAML; default: "
+                 "pipelines/config/train.yaml.", dir_okay=False),
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log at DEBUG level instead of INFO.")
+]
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # MLflow and alembic log every migration step of a new store at INFO.
+    for noisy in ("alembic", "mlflow.store", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _resolve_bundle(bundle: Path | None) -> Path:
+    from pipelines.train.run import MODELS_DIR
+    from serving.bundle import find_latest_bundle
+
+    return bundle if bundle is not None else find_latest_bundle(MODELS_DIR)
+
+
+@app.command()
+def train(
+    config: ConfigOption = None,
+    policy: PolicyOption = None,
+    name: Annotated[str | None, typer.Option(help="Bundle folder name under models/; "
+                                                 "default: escalation-<UTC time>.")] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Train the three heads on the bundled data, export, evaluate and register the bundle."""
+    _configure_logging(verbose)
+    result = _train(config, policy, name)
+    _print_evaluation(result.metrics)
+    typer.echo(f"bundle: {result.bundle_dir}")
+    typer.echo(f"MLflow run {result.run_id}, registered model version {result.model_version}")
+
+
+def _train(config_path: Path | None, policy_path: Path | None, name: str | None) -> Any:
+    from pipelines.progress import ProgressReporter
+    from pipelines.train.config import load_train_config
+    from pipelines.train.data import load_training_data
+    from pipelines.train.run import train as run_training
+    from serving.rules import load_policy
+
+    config = load_train_config(config_path)
+    policy = load_policy(policy_path)
+    data = load_training_data(seed=config.seed, splits_name=config.escalation.splits)
+    with ProgressReporter() as reporter:
+        return run_training(config, data, policy=policy, bundle_name=name,
+                            progress=reporter.update)
+
+
+@app.command()
+def evaluate(
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", "-d", help="Labelled data to evaluate on: JSON Lines, USS .txt[.gz] or "
+        "GoEmotions .tsv[.gz]; repeat for several files. Default: the bundled test splits.",
+        exists=True, dir_okay=False)] = None,
+    bundle: BundleOption = None,
+    policy: PolicyOption = None,
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics of every model "
+                                          "and baseline as one JSON object on the last line.")]
+    = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Evaluate a bundle beside its baselines (VADER, rules alone) on labelled data."""
+    _configure_logging(verbose)
+    from pipelines.evaluate.evaluation import evaluate_escalation, evaluate_messages
+    from pipelines.evaluate.vader import VaderBaseline
+    from pipelines.train.config import load_train_config
+    from pipelines.train.data import load_training_data, read_any
+    from serving.rules import load_policy
+    from serving.scorer import Scorer
+
+    settings = load_train_config(config).escalation
+    scorer = Scorer(_resolve_bundle(bundle), policy=load_policy(policy))
+    if data:
+        conversations = [conversation for path in data for conversation in read_any(path)]
+    else:
+        training_data = load_training_data(seed=load_train_config(config).seed,
+                                           splits_name=settings.splits)
+        conversations = training_data.messages["test"] + training_data.conversations["test"]
+
+    metrics = evaluate_messages(conversations, scorer, VaderBaseline())
+    escalation = evaluate_escalation(conversations, scorer, horizon=settings.horizon,
+                                     dissatisfied_rating=settings.dissatisfied_rating)
+    if escalation:
+        metrics["escalation"] = escalation
+    if not metrics:
+        raise typer.BadParameter("the data carries no sentiment, frustration or satisfaction "
+                                 "labels, so there is nothing to evaluate", param_hint="--data")
+    metrics["bundle"] = scorer.manifest.name
+    if as_json:
+        typer.echo(json.dumps(finite_json(metrics), allow_nan=False))
+    else:
+        _print_evaluation(metrics)
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write "
+                                         "encoder.onnx, encoder.int8.onnx and tokenizer.json "
+                                         "to.", file_okay=False)] = Path("var/encoder"),
+    verbose: VerboseOption = False,
+) -> None:
+    """Export all-MiniLM-L6-v2 to ONNX (fp32 and per-channel int8) with a parity check."""
+    _configure_logging(verbose)
+    from pipelines.export.encoder import export_encoder
+
+    result = export_encoder(output, quantize=True)
+    typer.echo(json.dumps(_plain(result), default=_json_default, indent=2))
+
+
+@app.command()
+def score(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT.jsonl", help="Conversations, "
+                                               "one JSON object per line.", exists=True,
+                                               dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write one score "
+                                         "per conversation (JSON Lines).", dir_okay=False)],
+    bundle: BundleOption = None,
+    policy: PolicyOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Score conversations with onnxruntime and write each decision with its reasons."""
+    _configure_logging(verbose)
+    count = _score_file(input_path, output, bundle, policy)
+    typer.echo(f"scored {count} conversations -> {output}")
+
+
+def _score_file(input_path: Path, output: Path, bundle: Path | None,
+                policy: Path | None) -> int:
+    from pipelines.progress import ProgressReporter
+    from serving.rules import load_policy
+    from serving.schema import read_conversations
+    from serving.scorer import Scorer
+
+    conversations = read_conversations(input_path)
+    scorer = Scorer(_resolve_bundle(bundle), policy=load_policy(policy))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(output.name + ".partial")
+    with temporary.open("w", encoding="utf-8") as handle, ProgressReporter() as reporter:
+        for position, result in enumerate(scorer.score_many(conversations), start=1):
+            handle.write(json.dumps(result.to_dict(), default=_json_default) + "\n")
+            reporter.update("score", position, len(conversations))
+    temporary.replace(output)
+    return len(conversations)
+
+
+@app.command()
+def serve(
+    bundle: BundleOption = None,
+    policy: PolicyOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.", min=1, max=65535)] = 8000,
+    verbose: VerboseOption = False,
+) -> None:
+    """Serve POST /v1/score and GET /healthz over HTTP with the given bundle."""
+    _configure_logging(verbose)
+    import uvicorn
+
+    from serving.api import create_app
+    from serving.rules import load_policy
+    from serving.scorer import Scorer
+
+    scorer = Scorer(_resolve_bundle(bundle), policy=load_policy(policy))
+    logger.info("serving bundle %s on http://%s:%d", scorer.manifest.name, host, port)
+    uvicorn.run(create_app(scorer), host=host, port=port, log_level="info")
+    logger.info("server stopped")
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The main job: train on the bundled data, evaluate, and score the test conversations."""
+    _configure_logging(verbose)
+    from pipelines.registry import tracking_uri
+    from pipelines.train.data import load_training_data
+    from pipelines.train.run import WORK_DIR
+    from serving.schema import write_conversations
+
+    started = time.perf_counter()
+    result = _train(config, None, None)
+    _print_evaluation(result.metrics)
+
+    from pipelines.train.config import load_train_config
+
+    settings = load_train_config(config)
+    data = load_training_data(seed=settings.seed, splits_name=settings.escalation.splits)
+    test_file = WORK_DIR / "test-conversations.jsonl"
+    write_conversations(data.conversations["test"], test_file)
+    scores_file = WORK_DIR / "scores" / f"{result.bundle_dir.name}.jsonl"
+    count = _score_file(test_file, scores_file, result.bundle_dir, None)
+
+    minutes = (time.perf_counter() - started) / 60
+    typer.echo("")
+    typer.echo(f"bundle:         {result.bundle_dir}")
+    typer.echo(f"MLflow store:   {tracking_uri()} (run {result.run_id}, "
+               f"model version {result.model_version})")
+    typer.echo(f"scores:         {scores_file} ({count} test conversations)")
+    typer.echo(f"finished in {minutes:.1f} min")
+
+
+def _print_evaluation(metrics: dict[str, Any]) -> None:
+    from pipelines.evaluate.table import render_evaluation
+
+    render_evaluation(metrics)
+
+
+def _plain(value: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {key: _plain(item) for key, item in dataclasses.asdict(value).items()}
+    return value
+
+
+def finite_json(value: Any) -> Any:
+    """Return `value` with NaN and infinities as None, numpy scalars as Python numbers.
+
+    JSON has no NaN; an AUC of a one-class sample is undefined and printed as null.
+    """
+    if isinstance(value, dict):
+        return {str(key): finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def main() -> None:
+    """Run the CLI, turning this package's errors into one clear line and exit code 2."""
+    try:
+        app()
+    except (EscalationError, FileNotFoundError, FileExistsError, ValueError) as error:
+        logger.debug("command failed", exc_info=True)
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

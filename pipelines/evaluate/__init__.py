@@ -1,0 +1,1 @@
+"""Offline evaluation: metrics, calibration, alert lead time and the VADER baseline."""

@@ -1,0 +1,1 @@
+"""Offline training of the sentiment, frustration and escalation heads."""

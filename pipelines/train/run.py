@@ -1,0 +1,299 @@
+"""The training job: data to a verified, evaluated and registered model bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.datasets.paths import PROJECT_ROOT
+from pipelines.evaluate.evaluation import evaluate_escalation, evaluate_messages
+from pipelines.evaluate.metrics import choose_threshold_f1, threshold_for_recall
+from pipelines.evaluate.vader import VaderBaseline
+from pipelines.export.encoder_cache import ServedEncoder, prepare_encoder
+from pipelines.export.heads import export_head
+from pipelines.registry import log_bundle, log_metrics, log_params, start_run
+from pipelines.train.config import TrainConfig
+from pipelines.train.embeddings import EmbeddingCache
+from pipelines.train.heads import fit_escalation, fit_frustration, fit_sentiment
+from pipelines.train.tables import EscalationTable, escalation_table, message_table
+from serving.bundle import (
+    EncoderSpec,
+    HeadSpec,
+    Manifest,
+    MlflowRef,
+    Thresholds,
+    hash_bundle_files,
+    write_manifest,
+)
+from serving.features import FEATURE_NAMES
+from serving.heads import Head
+from serving.rules import Policy, load_policy
+from serving.schema import SENTIMENT_CLASSES, Conversation
+from serving.scorer import Scorer
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR = PROJECT_ROOT / "models"
+WORK_DIR = PROJECT_ROOT / "var"
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The corpora of one training run, already split."""
+
+    messages: dict[str, list[Conversation]]
+    conversations: dict[str, list[Conversation]]
+    fingerprint: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the bundle went and what it scored."""
+
+    bundle_dir: Path
+    manifest: Manifest
+    metrics: dict[str, Any]
+    run_id: str
+    model_version: str
+
+
+def train(
+    config: TrainConfig,
+    data: TrainingData,
+    *,
+    models_dir: Path = MODELS_DIR,
+    work_dir: Path = WORK_DIR,
+    policy: Policy | None = None,
+    bundle_name: str | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train the three heads, export them, evaluate the bundle and register it in MLflow."""
+    policy = policy if policy is not None else load_policy()
+    name = bundle_name or "escalation-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    staging = models_dir / f".staging-{name}"
+    final = models_dir / name
+    if final.exists():
+        raise FileExistsError(f"bundle folder {final} already exists; pass another bundle name "
+                              "or remove the old folder")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+
+    with start_run(config.mlflow.experiment, name) as run:
+        log_params({"config": config.model_dump(), "bundle": name})
+        log_params({"data": data.fingerprint})
+
+        encoder = prepare_encoder(work_dir / "encoder", config.encoder.variant,
+                                  config.encoder.max_length)
+        encoder.copy_into(staging)
+        cache = EmbeddingCache(work_dir / "embeddings", encoder.sha256, encoder.dimension)
+
+        def embed(texts: list[str]) -> np.ndarray:
+            total = len(texts)
+            done = [0]
+
+            def advance(count: int) -> None:
+                done[0] += count
+                if progress is not None:
+                    progress("encode", done[0], total)
+
+            return cache.embed(texts, encoder.encode, advance)
+
+        head_specs, frustration_threshold = _train_message_heads(config, data, embed, staging)
+        escalation_spec, thresholds_found, validation = _train_escalation_head(
+            config, data, embed, staging, policy, frustration_threshold
+        )
+        head_specs["escalation"] = escalation_spec
+
+        manifest = Manifest(
+            name=name,
+            created_at=datetime.now(UTC),
+            feature_names=list(FEATURE_NAMES),
+            encoder=encoder.spec(),
+            heads=head_specs,
+            thresholds=thresholds_found,
+            training_data=data.fingerprint,
+            parameters=config.model_dump(),
+            files=hash_bundle_files(staging, _bundle_files(encoder.spec(), head_specs)),
+            mlflow=MlflowRef(run_id=run.info.run_id, experiment=config.mlflow.experiment,
+                             registered_model=config.mlflow.registered_model),
+        )
+        write_manifest(manifest, staging)
+
+        metrics = evaluate_bundle_on_splits(staging, data, config, policy, progress)
+        metrics["validation"] = validation
+        manifest = manifest.model_copy(update={"metrics": metrics})
+        write_manifest(manifest, staging)
+        log_metrics(metrics)
+        _log_metrics_file(metrics, staging.parent / f".metrics-{name}.json")
+
+        staging.rename(final)
+        version = log_bundle(final, config.mlflow.registered_model, run.info.run_id)
+        logger.info("bundle %s written to %s", name, final)
+        return TrainResult(final, manifest, metrics, run.info.run_id, version)
+
+
+def _train_message_heads(
+    config: TrainConfig,
+    data: TrainingData,
+    embed: Callable[[list[str]], np.ndarray],
+    staging: Path,
+) -> tuple[dict[str, HeadSpec], float]:
+    train_rows = _cap(data.messages["train"], config.sentiment.max_train_examples, config.seed)
+    train_table = message_table(train_rows, embed)
+    valid_table = message_table(data.messages["validation"], embed)
+
+    sentiment = fit_sentiment(
+        train_table.embeddings, train_table.sentiment,
+        valid_table.embeddings, valid_table.sentiment,
+        c_grid=config.sentiment.c_grid, seed=config.seed,
+    )
+    frustration_rows = _cap(data.messages["train"], config.frustration.max_train_examples,
+                            config.seed)
+    frustration_table = train_table if frustration_rows is train_rows else \
+        message_table(frustration_rows, embed)
+    frustration = fit_frustration(
+        frustration_table.embeddings, frustration_table.frustration,
+        valid_table.embeddings, valid_table.frustration,
+        c_grid=config.frustration.c_grid, folds=config.frustration.calibration_folds,
+        seed=config.seed,
+    )
+
+    dimension = train_table.embeddings.shape[1]
+    specs = {
+        "sentiment": _export(sentiment.estimator, dimension, staging, "sentiment",
+                             valid_table.embeddings, [label.value for label in SENTIMENT_CLASSES]),
+        "frustration": _export(frustration.estimator, dimension, staging, "frustration",
+                               valid_table.embeddings, ["not_frustrated", "frustrated"]),
+    }
+    # The frustration threshold is chosen on the ONNX head's validation probabilities.
+    onnx_frustration = Head(staging / specs["frustration"].file).predict_proba(
+        valid_table.embeddings)[:, 1]
+    threshold = choose_threshold_f1(valid_table.frustration, onnx_frustration)
+    return specs, float(threshold)
+
+
+def _train_escalation_head(
+    config: TrainConfig,
+    data: TrainingData,
+    embed: Callable[[list[str]], np.ndarray],
+    staging: Path,
+    policy: Policy,
+    frustration_threshold: float,
+) -> tuple[HeadSpec, Thresholds, dict[str, Any]]:
+    settings = config.escalation
+    sentiment_head = Head(staging / "sentiment.onnx")
+    frustration_head = Head(staging / "frustration.onnx")
+
+    def table(conversations: Sequence[Conversation]) -> EscalationTable:
+        return escalation_table(
+            conversations, embed, sentiment_head, frustration_head, policy,
+            horizon=settings.horizon, dissatisfied_rating=settings.dissatisfied_rating,
+        )
+
+    train_rows = _cap(data.conversations["train"], settings.max_train_conversations,
+                      config.seed)
+    train_table = table(train_rows)
+    valid_table = table(data.conversations["validation"])
+    fitted = fit_escalation(
+        train_table.features, train_table.labels, valid_table.features, valid_table.labels,
+        c_grid=settings.c_grid, folds=settings.calibration_folds, seed=config.seed,
+    )
+    spec = _export(fitted.estimator, len(FEATURE_NAMES), staging, "escalation",
+                   valid_table.features, ["no_escalation", "escalation"])
+
+    # Thresholds come from the exported head on validation rows, never from the test split.
+    probability = Head(staging / spec.file).predict_proba(valid_table.features)[:, 1]
+    escalation = float(choose_threshold_f1(valid_table.labels, probability))
+    prepare = min(escalation, float(threshold_for_recall(valid_table.labels, probability,
+                                                         settings.prepare_recall)))
+    thresholds = Thresholds(escalation=escalation, prepare=prepare,
+                            frustration=frustration_threshold)
+    validation = {
+        "escalation_pr_auc": fitted.validation_score,
+        "escalation_c": fitted.c,
+        "rows_train": int(len(train_table.labels)),
+        "rows_validation": int(len(valid_table.labels)),
+        "positive_rate_train": float(train_table.labels.mean()),
+    }
+    return spec, thresholds, validation
+
+
+def _export(
+    estimator: Any, n_features: int, staging: Path, name: str, check_rows: np.ndarray,
+    classes: list[str],
+) -> HeadSpec:
+    file = f"{name}.onnx"
+    difference = export_head(estimator, n_features, staging / file, check_rows, name=name)
+    return HeadSpec(file=file, input_name="features", n_features=n_features, classes=classes,
+                    parity_max_abs_diff=difference)
+
+
+def evaluate_bundle_on_splits(
+    bundle_dir: Path,
+    data: TrainingData,
+    config: TrainConfig,
+    policy: Policy,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate a bundle on the test splits of the training data, through the Scorer."""
+    scorer = Scorer(bundle_dir, policy=policy)
+    test_conversations = data.conversations["test"]
+    done = [0]
+
+    def advance(count: int) -> None:
+        done[0] += count
+        if progress is not None:
+            progress("evaluate", done[0], len(test_conversations))
+
+    metrics = evaluate_messages(data.messages["test"], scorer, VaderBaseline())
+    metrics["escalation"] = evaluate_escalation(
+        test_conversations, scorer, horizon=config.escalation.horizon,
+        dissatisfied_rating=config.escalation.dissatisfied_rating, progress=advance,
+    )
+    return metrics
+
+
+def _bundle_files(encoder: EncoderSpec, heads: dict[str, HeadSpec]) -> list[str]:
+    return [encoder.file, encoder.tokenizer, *(head.file for head in heads.values())]
+
+
+def _cap(conversations: list[Conversation], limit: int, seed: int) -> list[Conversation]:
+    if limit <= 0 or limit >= len(conversations):
+        return conversations
+    generator = np.random.default_rng(seed)
+    chosen = sorted(generator.choice(len(conversations), size=limit, replace=False))
+    return [conversations[index] for index in chosen]
+
+
+def _log_metrics_file(metrics: dict[str, Any], path: Path) -> None:
+    import mlflow
+
+    path.write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
+    mlflow.log_artifact(str(path), artifact_path="evaluation")
+    path.unlink()
+
+
+def fingerprint_files(paths: Sequence[Path]) -> dict[str, str]:
+    """Return {file name: sha256} of raw data files, the data part of a run's fingerprint."""
+    result = {}
+    for path in paths:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        result[path.name] = digest
+    return result
+
+
+def served_encoder_for(work_dir: Path, config: TrainConfig) -> ServedEncoder:
+    """Return the exported encoder variant that training embeds with and the bundle ships."""
+    return prepare_encoder(work_dir / "encoder", config.encoder.variant,
+                           config.encoder.max_length)

@@ -1,0 +1,346 @@
+"""Escalation features of a customer turn: its embedding plus the conversation context so far.
+
+This module is the only implementation of these features. Training builds its matrix with
+`ConversationFeatures` and the scorer feeds the same class turn by turn, so the two can never
+compute different values for the same conversation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from serving.schema import Conversation, Role, Turn
+from serving.tiers import Tier
+
+if TYPE_CHECKING:
+    from serving.rules import RuleMatch
+
+FEATURE_SCHEMA_VERSION = "1"
+EMBEDDING_DIMENSION = 384
+
+# Two customer messages this close in MiniLM space ask the same thing in other words; the
+# value was read off paraphrase pairs of the bundled corpora, not tuned on a test split.
+REPEAT_SIMILARITY = 0.85
+# Capped counts keep one pasted log full of "!!!" from dominating a linear model.
+PUNCTUATION_CAP = 5
+
+CONTEXT_FEATURE_NAMES: tuple[str, ...] = (
+    "customer_turn_number",
+    "turn_index_log",
+    "seconds_since_start_log",
+    "timestamps_present",
+    "sentiment_negative",
+    "sentiment_neutral",
+    "sentiment_positive",
+    "frustration",
+    "frustration_previous_mean",
+    "frustration_previous_max",
+    "frustration_trend",
+    "frustration_change",
+    "negative_previous_mean",
+    "negative_trend",
+    "repeat_similarity_max",
+    "repeat_count",
+    "message_chars_log",
+    "message_words_log",
+    "uppercase_ratio",
+    "exclamation_count",
+    "question_count",
+    "rules_immediate_log",
+    "rules_rapid_log",
+    "rules_scheduled_log",
+    "rules_fired_since_last_customer_turn",
+    "confidence_present",
+    "confidence_last",
+    "confidence_min",
+    "confidence_drop",
+    "kb_empty_count",
+    "assistant_turns_log",
+)
+
+EMBEDDING_FEATURE_NAMES: tuple[str, ...] = tuple(
+    f"embedding_{index:03d}" for index in range(EMBEDDING_DIMENSION)
+)
+
+FEATURE_NAMES: tuple[str, ...] = EMBEDDING_FEATURE_NAMES + CONTEXT_FEATURE_NAMES
+
+
+@dataclass(frozen=True)
+class MessageSignals:
+    """What the per-message models say about one customer message."""
+
+    embedding: np.ndarray
+    sentiment: np.ndarray
+    frustration: float
+
+
+@dataclass
+class FeatureState:
+    """Running aggregates of one conversation, enough to compute the next turn's features.
+
+    Every field is a plain number or a short list, so the state can be stored between turns
+    (in process or in Redis) and the cost of a turn does not grow with the conversation.
+    """
+
+    customer_turns: int = 0
+    assistant_turns: int = 0
+    frustration_sum: float = 0.0
+    frustration_max: float = 0.0
+    frustration_last: float | None = None
+    negative_sum: float = 0.0
+    confidence_last: float | None = None
+    confidence_min: float | None = None
+    confidence_max: float | None = None
+    kb_empty_count: int = 0
+    rule_counts: dict[str, int] = field(default_factory=dict)
+    rules_since_customer_turn: int = 0
+    first_timestamp: str | None = None
+    previous_embeddings: list[list[float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the state as JSON-serialisable plain types."""
+        return {
+            "customer_turns": self.customer_turns,
+            "assistant_turns": self.assistant_turns,
+            "frustration_sum": self.frustration_sum,
+            "frustration_max": self.frustration_max,
+            "frustration_last": self.frustration_last,
+            "negative_sum": self.negative_sum,
+            "confidence_last": self.confidence_last,
+            "confidence_min": self.confidence_min,
+            "confidence_max": self.confidence_max,
+            "kb_empty_count": self.kb_empty_count,
+            "rule_counts": dict(self.rule_counts),
+            "rules_since_customer_turn": self.rules_since_customer_turn,
+            "first_timestamp": self.first_timestamp,
+            "previous_embeddings": [list(row) for row in self.previous_embeddings],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureState:
+        """Rebuild a state written by `to_dict`."""
+        return cls(**data)
+
+
+class ConversationFeatures:
+    """Compute escalation feature vectors turn by turn for one conversation.
+
+    Call `observe_turn` for every turn in order (it updates the counters that assistant and
+    system turns feed), `observe_matches` with the rule matches that fired at each turn, and
+    `customer_turn_vector` for each customer turn to get its feature vector.
+
+    NOTE: `previous_embeddings` keeps one embedding per customer turn for the repetition
+    features, so memory grows by 1.5 KB per customer turn; the schema caps turns at 1,000.
+    """
+
+    def __init__(self, state: FeatureState | None = None) -> None:
+        self.state = state if state is not None else FeatureState()
+
+    def observe_turn(self, turn: Turn, conversation: Conversation) -> None:
+        """Update the running counters with a turn that is not the customer's own message."""
+        state = self.state
+        self._note_timestamp(turn, conversation)
+        if turn.role is not Role.ASSISTANT:
+            return
+
+        state.assistant_turns += 1
+        if turn.confidence is not None:
+            state.confidence_last = turn.confidence
+            state.confidence_min = _min_optional(state.confidence_min, turn.confidence)
+            state.confidence_max = _max_optional(state.confidence_max, turn.confidence)
+        if turn.kb_results == 0:
+            state.kb_empty_count += 1
+
+    def observe_matches(self, matches: Sequence[RuleMatch]) -> None:
+        """Count rule matches that fired at the latest observed turn."""
+        for match in matches:
+            tier = match.tier.value
+            self.state.rule_counts[tier] = self.state.rule_counts.get(tier, 0) + 1
+            self.state.rules_since_customer_turn += 1
+
+    def customer_turn_vector(
+        self,
+        turn_index: int,
+        conversation: Conversation,
+        signals: MessageSignals,
+    ) -> np.ndarray:
+        """Return the float32 feature vector of a customer turn, then fold the turn into the state.
+
+        Rule matches of this turn must be passed to `observe_matches` before this call, so the
+        vector includes them.
+        """
+        turn = conversation.turns[turn_index]
+        if turn.role is not Role.CUSTOMER:
+            raise ValueError(
+                f"conversation {conversation.id!r}, turn {turn_index}: features are computed "
+                f"for customer turns only, this turn's role is {turn.role.value!r}"
+            )
+        self._note_timestamp(turn, conversation)
+        context = self._context_values(turn_index, turn, conversation, signals)
+        vector = np.concatenate(
+            [np.asarray(signals.embedding, dtype=np.float32).reshape(-1),
+             np.asarray(context, dtype=np.float32)]
+        )
+        if vector.shape[0] != len(FEATURE_NAMES):
+            raise ValueError(
+                f"feature vector has {vector.shape[0]} values, expected {len(FEATURE_NAMES)}; "
+                f"the embedding must have {EMBEDDING_DIMENSION} dimensions"
+            )
+        self._fold_customer_turn(signals)
+        return vector
+
+    def _context_values(
+        self, turn_index: int, turn: Turn, conversation: Conversation, signals: MessageSignals
+    ) -> list[float]:
+        state = self.state
+        sentiment = np.asarray(signals.sentiment, dtype=np.float64).reshape(-1)
+        frustration = float(signals.frustration)
+        negative = float(sentiment[0])
+        earlier = state.customer_turns
+
+        frustration_mean = state.frustration_sum / earlier if earlier else 0.0
+        negative_mean = state.negative_sum / earlier if earlier else 0.0
+        frustration_last = state.frustration_last if state.frustration_last is not None else \
+            frustration
+        repeat_max, repeat_count = self._repetition(signals.embedding)
+        seconds = self._seconds_since_start(turn)
+        counts = state.rule_counts
+
+        return [
+            float(earlier + 1),
+            math.log1p(turn_index),
+            math.log1p(seconds) if seconds is not None else 0.0,
+            1.0 if seconds is not None else 0.0,
+            negative,
+            float(sentiment[1]),
+            float(sentiment[2]),
+            frustration,
+            frustration_mean,
+            state.frustration_max,
+            frustration - frustration_mean if earlier else 0.0,
+            frustration - frustration_last,
+            negative_mean,
+            negative - negative_mean if earlier else 0.0,
+            repeat_max,
+            float(repeat_count),
+            math.log1p(len(turn.text)),
+            math.log1p(len(turn.text.split())),
+            uppercase_ratio(turn.text),
+            float(min(turn.text.count("!"), PUNCTUATION_CAP)),
+            float(min(turn.text.count("?"), PUNCTUATION_CAP)),
+            math.log1p(counts.get(Tier.IMMEDIATE.value, 0)),
+            math.log1p(counts.get(Tier.RAPID.value, 0)),
+            math.log1p(counts.get(Tier.SCHEDULED.value, 0)),
+            float(state.rules_since_customer_turn),
+            1.0 if state.confidence_last is not None else 0.0,
+            state.confidence_last if state.confidence_last is not None else 1.0,
+            state.confidence_min if state.confidence_min is not None else 1.0,
+            _confidence_drop(state),
+            float(state.kb_empty_count),
+            math.log1p(state.assistant_turns),
+        ]
+
+    def _repetition(self, embedding: np.ndarray) -> tuple[float, int]:
+        if not self.state.previous_embeddings:
+            return 0.0, 0
+        earlier = np.asarray(self.state.previous_embeddings, dtype=np.float32)
+        current = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        similarities = earlier @ current
+        return float(similarities.max()), int((similarities >= REPEAT_SIMILARITY).sum())
+
+    def _seconds_since_start(self, turn: Turn) -> float | None:
+        if turn.timestamp is None or self.state.first_timestamp is None:
+            return None
+        start = datetime.fromisoformat(self.state.first_timestamp)
+        return max(0.0, (_aware(turn.timestamp) - _aware(start)).total_seconds())
+
+    def _note_timestamp(self, turn: Turn, conversation: Conversation) -> None:
+        if self.state.first_timestamp is not None:
+            return
+        start = conversation.started_at or turn.timestamp
+        if start is not None:
+            self.state.first_timestamp = start.isoformat()
+
+    def _fold_customer_turn(self, signals: MessageSignals) -> None:
+        state = self.state
+        frustration = float(signals.frustration)
+        state.customer_turns += 1
+        state.frustration_sum += frustration
+        state.frustration_max = max(state.frustration_max, frustration)
+        state.frustration_last = frustration
+        state.negative_sum += float(np.asarray(signals.sentiment).reshape(-1)[0])
+        state.rules_since_customer_turn = 0
+        state.previous_embeddings.append(
+            [float(value) for value in np.asarray(signals.embedding, dtype=np.float32).reshape(-1)]
+        )
+
+
+def conversation_feature_matrix(
+    conversation: Conversation,
+    signals: Sequence[MessageSignals],
+    matches: Sequence[RuleMatch],
+) -> np.ndarray:
+    """Return the [n_customer_turns, n_features] matrix of a whole conversation.
+
+    `signals` holds one entry per customer turn, in order; `matches` are the rule matches of the
+    whole conversation (each carries the turn index where it fired).
+    """
+    customer_indices = conversation.customer_turn_indices()
+    if len(signals) != len(customer_indices):
+        raise ValueError(
+            f"conversation {conversation.id!r} has {len(customer_indices)} customer turns but "
+            f"{len(signals)} message signals were given"
+        )
+
+    matches_by_turn: dict[int, list[RuleMatch]] = {}
+    for match in matches:
+        matches_by_turn.setdefault(match.turn_index, []).append(match)
+
+    builder = ConversationFeatures()
+    rows: list[np.ndarray] = []
+    position = 0
+    for index, turn in enumerate(conversation.turns):
+        builder.observe_matches(matches_by_turn.get(index, []))
+        if turn.role is Role.CUSTOMER:
+            rows.append(builder.customer_turn_vector(index, conversation, signals[position]))
+            position += 1
+        else:
+            builder.observe_turn(turn, conversation)
+
+    if not rows:
+        return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+    return np.vstack(rows)
+
+
+def uppercase_ratio(text: str) -> float:
+    """Return the share of upper-case letters among the letters of `text` (0 without letters)."""
+    letters = [character for character in text if character.isalpha()]
+    if not letters:
+        return 0.0
+    return sum(1 for character in letters if character.isupper()) / len(letters)
+
+
+def _confidence_drop(state: FeatureState) -> float:
+    if state.confidence_max is None or state.confidence_last is None:
+        return 0.0
+    return state.confidence_max - state.confidence_last
+
+
+def _min_optional(current: float | None, value: float) -> float:
+    return value if current is None else min(current, value)
+
+
+def _max_optional(current: float | None, value: float) -> float:
+    return value if current is None else max(current, value)
+
+
+def _aware(moment: datetime) -> datetime:
+    from datetime import UTC
+
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
