@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import serving  # noqa: F401  (switches telemetry off before any library below loads)
-
 import json
 import logging
 import math
@@ -14,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+import serving  # noqa: F401  (switches telemetry off before any library below loads)
 from serving.errors import EscalationError
 
 logger = logging.getLogger("escalation")

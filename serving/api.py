@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -45,9 +45,9 @@ def create_app(scorer: Scorer) -> FastAPI:
     # A plain `def` runs in FastAPI's thread pool, so scoring never blocks the event loop.
     @app.post(f"/{API_VERSION}/score")
     def score(
-        body: dict[str, Any] = Body(..., description="One conversation in the JSON Lines "
-                                    "schema of data/README.md"),
-        x_request_id: str | None = Header(default=None),
+        body: Annotated[dict[str, Any], Body(description="One conversation in the JSON "
+                                             "Lines schema of data/README.md")],
+        x_request_id: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         request_id = x_request_id or uuid.uuid4().hex
         try:

@@ -107,7 +107,7 @@ def _check_settings(max_length: int, batch_size: int, intra_op_threads: int | No
     if not MIN_LENGTH <= max_length <= MAX_POSITIONS:
         raise ValueError(
             f"max_length {max_length} is invalid; use {MIN_LENGTH} to {MAX_POSITIONS} tokens "
-            "(the model has 512 positions, and all-MiniLM-L6-v2 was trained with 256)"
+            "(BERT has 512 positions; sentence-transformers truncates all-MiniLM-L6-v2 at 256)"
         )
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size} is invalid; use 1 or more")

@@ -115,7 +115,12 @@ def compile_phrases(phrases: Iterable[str]) -> re.Pattern[str]:
 
 
 class NegationDetector:
-    """Decides whether a match inside a text is negated by nearby cue words."""
+    """Negation check for phrase matches: cues before and post-cues after, in one clause.
+
+    NOTE: the check is lexical, without a parse. A cue further back than `window_tokens`
+    tokens is missed ("I don't think I need a refund" fires), and a cue in the window that
+    negates another word still counts.
+    """
 
     def __init__(
         self,
@@ -180,7 +185,7 @@ class NegationDetector:
 
 
 class KeywordMatcher:
-    """Finds the non-negated occurrences of a list of policy phrases in a text."""
+    """Matcher for the non-negated occurrences of a list of policy phrases in a text."""
 
     def __init__(self, phrases: Sequence[str], negation: NegationDetector | None = None) -> None:
         self._phrases = [(phrase, re.compile(phrase_pattern(phrase), re.IGNORECASE))

@@ -1,9 +1,9 @@
 """Escalation rules: the policy that configures them, their matches and turn-by-turn evaluation.
 
 Each rule forces a tier (immediate, rapid or scheduled) when it fires. Rules are causal: a
-match at turn t depends only on turns 0..t and the customer profile, so a live service can
-evaluate turn by turn with `match_turn` and a `RuleState` kept between calls, and offline code
-can run `match_conversation` once and filter the matches by turn index.
+match at turn t depends only on turns 0..t and the customer profile. A live service therefore
+evaluates turn by turn with `match_turn` and a `RuleState` kept between calls, and offline code
+runs `match_conversation` once and filters the matches by turn index.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ RULE_TIERS: dict[str, Tier] = {
 }
 RULE_IDS: tuple[str, ...] = tuple(RULE_TIERS)
 
-# Routing hints; the rules not listed say nothing about which team should take over.
+# Routing hints. A rule missing here says nothing about which team should take over.
 RULE_REASONS: dict[str, Reason] = {
     "urgent_keyword": Reason.URGENT,
     "billing_dispute": Reason.BILLING,
@@ -114,7 +114,7 @@ class _Config(BaseModel):
 
 
 class Thresholds(_Config):
-    """Model probability thresholds that override the bundle's; None keeps the bundle's."""
+    """Model probability thresholds that override the bundle's. None keeps the bundle's value."""
 
     escalation: UnitInterval | None = None
     prepare: UnitInterval | None = None
@@ -124,7 +124,7 @@ class Thresholds(_Config):
         if self.escalation is not None and self.prepare is not None \
                 and self.prepare > self.escalation:
             raise ValueError(
-                f"prepare {self.prepare} is above escalation {self.escalation}; an agent is "
+                f"prepare {self.prepare} is above escalation {self.escalation}. An agent is "
                 "prepared before the handoff, so set prepare <= escalation"
             )
         return self
@@ -147,13 +147,13 @@ class RuleConfig(_Config):
 
 
 class ConfidenceRule(RuleConfig):
-    """Fires on an assistant confidence below `threshold`."""
+    """Settings of the rule that fires on an assistant confidence below `threshold`."""
 
     threshold: UnitInterval
 
 
 class ConsecutiveConfidenceRule(RuleConfig):
-    """Fires once `min_turns` assistant confidences in a row are below `threshold`."""
+    """Settings of the rule that fires on `min_turns` confidences in a row below `threshold`."""
 
     threshold: UnitInterval
     min_turns: StrictInt = Field(ge=1)
@@ -164,26 +164,29 @@ class SwitchRule(RuleConfig):
 
 
 class KeywordRule(RuleConfig):
-    """Fires on a phrase from `keywords`, unless negated when `negation_aware` is true."""
+    """Settings of a rule that fires on a phrase from `keywords`.
+
+    With `negation_aware` true, a negated occurrence ("not urgent") is ignored.
+    """
 
     negation_aware: StrictBool = True
     keywords: list[Phrase] = Field(min_length=1)
 
 
 class UncertainAnswerRule(KeywordRule):
-    """Fires on each uncertain assistant answer once there have been `min_answers` of them."""
+    """Settings of the rule that fires on each uncertain answer from the `min_answers`-th on."""
 
     min_answers: StrictInt = Field(ge=1)
 
 
 class ConfidenceDropRule(RuleConfig):
-    """Fires when confidence is `min_drop` or more below the maximum so far."""
+    """Settings of the rule that fires on a confidence `min_drop` or more below the max so far."""
 
     min_drop: UnitInterval = Field(gt=0.0)
 
 
 class ShoutingRule(RuleConfig):
-    """Fires on a customer message written mostly in capitals."""
+    """Settings of the rule that fires on a customer message written mostly in capitals."""
 
     min_words: StrictInt = Field(ge=1)
     min_word_letters: StrictInt = Field(ge=1)
@@ -192,31 +195,34 @@ class ShoutingRule(RuleConfig):
 
 
 class LongUnresolvedRule(RuleConfig):
-    """Fires once a turn arrives more than `max_seconds` after the conversation started."""
+    """Settings of the rule that fires on the first turn more than `max_seconds` after the start."""
 
     max_seconds: float = Field(gt=0.0, strict=True)
 
 
 class LowCsatRule(RuleConfig):
-    """Fires on a customer CSAT rating (1-5) below `below`."""
+    """Settings of the rule that fires on a customer CSAT rating (1-5) below `below`."""
 
     below: StrictInt = Field(ge=2, le=6)
 
 
 class RepeatCustomerRule(RuleConfig):
-    """Fires for a customer with `min_previous_escalations` or more earlier escalations."""
+    """Settings of the rule that fires for repeat customers.
+
+    It fires when the profile counts `min_previous_escalations` or more earlier escalations.
+    """
 
     min_previous_escalations: StrictInt = Field(ge=1)
 
 
 class AccountFlagRule(RuleConfig):
-    """Fires for a customer whose profile has one of `flags` set."""
+    """Settings of the rule that fires for a customer whose profile has one of `flags` set."""
 
     flags: list[AccountFlag]
 
 
 class RegionRule(RuleConfig):
-    """Fires for a customer whose region is in `regions` (case-insensitive)."""
+    """Settings of the rule that fires for a customer region in `regions` (case-insensitive)."""
 
     regions: list[Annotated[str, Strict()]]
 
@@ -297,9 +303,9 @@ class Policy(_Config):
         self._regions = frozenset(region.casefold() for region in self.scheduled.region.regions)
 
     def rule(self, rule_id: str) -> RuleConfig:
-        """Return the settings of rule `rule_id`; raise KeyError for an unknown id."""
+        """Return the settings of rule `rule_id`. Raises KeyError for an unknown id."""
         if rule_id not in RULE_TIERS:
-            raise KeyError(f"unknown rule id {rule_id!r}; known ids: {', '.join(RULE_IDS)}")
+            raise KeyError(f"unknown rule id {rule_id!r}, expected one of: {', '.join(RULE_IDS)}")
         section = getattr(self, _SECTION_OF_TIER[RULE_TIERS[rule_id]])
         config: RuleConfig = getattr(section, rule_id)
         return config
@@ -357,7 +363,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
     except yaml.YAMLError as error:
         raise PolicyError(f"{source}: invalid YAML: {_describe_yaml_error(error)}") from None
     if data is None:
-        raise PolicyError(f"{source}: file is empty; copy {DEFAULT_POLICY_PATH} as a start")
+        raise PolicyError(f"{source}: file is empty. Copy {DEFAULT_POLICY_PATH} as a start")
 
     policy = policy_from_dict(data, source=source)
     logger.info("loaded rule policy from %s", resolved)
@@ -368,11 +374,11 @@ def _read_policy_text(path: Path, source: str) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(f"{source}: file not found; pass the path of a policy YAML file, or "
+        raise PolicyError(f"{source}: file not found. Pass the path of a policy YAML file, or "
                           "None for the default policy") from None
     except UnicodeDecodeError as error:
-        raise PolicyError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start}); "
-                          "save the file as UTF-8") from None
+        raise PolicyError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start}). "
+                          "Save the file as UTF-8") from None
     except OSError as error:
         raise PolicyError(f"{source}: cannot be read: {error.strerror}") from None
 
@@ -392,8 +398,8 @@ def policy_from_dict(data: Any, source: str = "policy") -> Policy:
     what is allowed.
     """
     if not isinstance(data, dict):
-        raise PolicyError(f"{source}: top level is a {type(data).__name__}; it must be a mapping "
-                          f"with the keys {', '.join(Policy.model_fields)}")
+        raise PolicyError(f"{source}: top level is a {type(data).__name__}, but it must be a "
+                          f"mapping with the keys {', '.join(Policy.model_fields)}")
     try:
         return Policy.model_validate(data)
     except ValidationError as error:
@@ -513,7 +519,7 @@ class RuleState(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RuleState:
-        """Rebuild a state from `to_dict` output; raise ValueError when it is malformed."""
+        """Rebuild a state from `to_dict` output. Raises ValueError when it is malformed."""
         try:
             return cls.model_validate(data)
         except ValidationError as error:
@@ -521,8 +527,8 @@ class RuleState(BaseModel):
                 f"{_key_path(tuple(detail['loc']))}: {detail['msg']}"
                 for detail in error.errors(include_url=False)
             )
-            raise ValueError(f"rule state is invalid ({problems}); start the conversation "
-                             "over with a fresh RuleState()") from None
+            raise ValueError(f"rule state is invalid ({problems}). Evaluate the conversation "
+                             "again from turn 0 with a fresh RuleState()") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,8 +631,8 @@ def _confidence_matches(
             values={"confidence": confidence, "threshold": low.threshold},
         ))
 
-    # Counted even while the rule is disabled, so that switching it on mid-conversation
-    # sees the true run length.
+    # Counted even while the rule is disabled, so that a policy that switches it on
+    # mid-conversation starts from the true run length.
     consecutive = policy.immediate.consecutive_low_confidence
     if confidence < consecutive.threshold:
         state.consecutive_low_confidence += 1
@@ -782,6 +788,8 @@ def _timing_matches(
     if turn.timestamp is None or state.start_time is None:
         return []
 
+    # NOTE: the schema has no resolution marker, so this fires on elapsed time alone, also in
+    # a conversation the customer considers settled.
     elapsed = (_as_utc(turn.timestamp) - _as_utc(state.start_time)).total_seconds()
     if elapsed <= config.max_seconds:
         return []

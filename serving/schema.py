@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ MAX_TURNS = 1_000
 MAX_ID_CHARS = 200
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """Who wrote a turn."""
 
     CUSTOMER = "customer"
@@ -39,7 +39,7 @@ class Role(str, Enum):
     SYSTEM = "system"
 
 
-class Sentiment(str, Enum):
+class Sentiment(StrEnum):
     """Three-class sentiment of a customer message."""
 
     NEGATIVE = "negative"
@@ -47,7 +47,9 @@ class Sentiment(str, Enum):
     POSITIVE = "positive"
 
 
-SENTIMENT_CLASSES: tuple[Sentiment, ...] = (Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE)
+SENTIMENT_CLASSES: tuple[Sentiment, ...] = (
+    Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE
+)
 
 
 class _Strict(BaseModel):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Tier(str, Enum):
+class Tier(StrEnum):
     """How soon a human must take the conversation."""
 
     IMMEDIATE = "immediate"
@@ -44,7 +44,7 @@ def most_urgent(tiers: list[Tier]) -> Tier:
     return max(tiers, key=lambda tier: tier.severity, default=Tier.NONE)
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a conversation needs a human; routing picks a team from it."""
 
     TECHNICAL = "technical"

@@ -95,7 +95,10 @@ def read_sentiment_mapping(path: Path) -> dict[str, str]:
 
 
 def sentiment_from_emotions(emotions: Iterable[str], groups: Mapping[str, str]) -> Sentiment:
-    """Map a comment's emotions to negative, positive or neutral by the rule in the module doc."""
+    """Map a comment's emotions to negative, positive or neutral by the rule in the module doc.
+
+    Raises KeyError for an emotion that `groups` does not map.
+    """
     present = {groups[emotion] for emotion in emotions}
     if "negative" in present:
         return Sentiment.NEGATIVE

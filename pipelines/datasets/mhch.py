@@ -101,7 +101,7 @@ def _build_conversation(path: Path, number: int, record: dict[str, Any]) -> Conv
         )
 
     turns = [
-        _turn_data(f"{where}, utterance {position}", position, utterance)
+        _turn_data(f"{where}, utterance {position + 1}", position, utterance)
         for position, utterance in enumerate(utterances)
     ]
     handoff_turns = [i for i, turn in enumerate(turns) if turn["labels"]["handoff"]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import logging
 import os
 import zlib
 from collections.abc import Iterator
@@ -12,10 +11,8 @@ from typing import TextIO
 
 from serving.errors import DatasetError
 
-logger = logging.getLogger(__name__)
-
-# NOTE: these paths assume the editable install of this repository (`pip install -e .`), which
-# is how the Makefile installs it; a wheel install has no data/ directory next to the code.
+# NOTE: these paths assume the editable install of this repository (`pip install -e .`), which is
+# how the Makefile installs it. A wheel install has no data/ directory next to the code.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = PROJECT_ROOT / "data"
 RAW_DIR = DATA_DIR / "raw"
@@ -105,7 +102,7 @@ def read_lines(path: Path, *, source_hint: str) -> Iterator[tuple[int, str]]:
 
     A "\\r" before the "\\n" is dropped, so files saved with Windows line endings read the same.
     Raises DatasetError on bytes that are not UTF-8 and on a corrupt or truncated gzip stream,
-    naming the line where reading stopped; the file is decoded in chunks, so the bad byte may
+    naming the line where reading stopped. The file is decoded in chunks, so the bad byte may
     sit a few lines after that one.
     """
     line_number = 0

@@ -71,8 +71,8 @@ def make_splits(
     checked = _check_fractions(fractions)
     _check_unique(ids)
 
-    # random.Random with an int seed gives the same shuffle on every CPython 3 release so far;
-    # the stored file, not this call, is the source of truth once it exists.
+    # Python guarantees the same random() sequence for a seed across versions, but not the same
+    # shuffle() result, which is why the split is stored and the file is the source of truth.
     shuffled = sorted(ids)
     random.Random(seed).shuffle(shuffled)
 
@@ -210,7 +210,10 @@ def ensure_splits(
                 f"seed={stored.seed}, or regenerate with "
                 f"`python -m pipelines.datasets.splits {name} --force --seed {seed}`"
             )
-        return split_conversations(conversations, stored.splits)
+        try:
+            return split_conversations(conversations, stored.splits)
+        except DatasetError as error:
+            raise DatasetError(f"{path} does not fit the data: {error}") from None
 
     splits = make_splits([conversation.id for conversation in conversations], seed=seed)
     save_splits(splits, path, seed=seed)

@@ -5,14 +5,15 @@ dialogues separated by blank lines. Role is USER or SYSTEM. Ratings are the 1-5 
 scores of 3 to 7 annotators, comma-separated, on USER lines only (1 very dissatisfied,
 3 normal, 5 very satisfied). The last line of every dialogue is `USER <TAB> OVERALL <TAB> <TAB>
 ratings`, the rating of the whole dialogue. Some USS files (JDDC) add a fifth column with the
-annotators' explanations; it is accepted and ignored.
+annotators' explanations, which is accepted and ignored.
 
 Mapping: USER becomes a customer turn and SYSTEM an assistant turn. A customer turn's
 `labels.satisfaction` and the conversation's `labels.overall_satisfaction` are the most frequent
 rating, with ties going to the lower rating, as in the authors' baseline code (argmax over the
-counts of ratings 1 to 5). The action column is dropped: it holds dialogue-act annotations that
-a live chat does not have, and the schema has no field for it. `labels.escalated` stays unset
-because these dialogues have no handoff; a rating of 1 or 2 is the dissatisfaction signal.
+counts of ratings 1 to 5). The action column is dropped because it contains dialogue-act
+annotations that a live chat does not have, and the schema has no field for it.
+`labels.escalated` stays unset because these dialogues contain no handoff to a human. A
+rating of 1 or 2 is the dissatisfaction signal.
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ def _turn_data(line: _Line) -> dict[str, Any]:
 
 def _locate(problem: Problem, turn_lines: list[_Line]) -> str:
     # Point at the file line of the offending turn, which is what someone fixing the file needs.
+    line_number: int | None
     if problem.turn_index is not None and problem.turn_index < len(turn_lines):
         line_number = turn_lines[problem.turn_index].number
     else:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from serving.bundle import EncoderSpec
 from serving.encoder import Encoder
 from serving.hashing import sha256_file
+
+if TYPE_CHECKING:
+    from pipelines.export.encoder import EncoderExport
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +101,13 @@ def _read_record(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _parity_of(exported: Any) -> dict[str, float]:
-    values = dataclasses.asdict(exported) if dataclasses.is_dataclass(exported) else {}
-    parity: dict[str, float] = {}
-    for key, value in values.items():
-        if "cos" in key and isinstance(value, int | float):
-            parity[key] = float(value)
-        if isinstance(value, dict):
-            for inner, number in value.items():
-                if isinstance(number, int | float) and "cos" in f"{key}{inner}":
-                    parity[f"{key}.{inner}"] = float(number)
-    return parity
+def _parity_of(exported: EncoderExport) -> dict[str, float]:
+    figures = {
+        "fp32_min_cosine": exported.fp32_min_cosine,
+        "fp32_mean_cosine": exported.fp32_mean_cosine,
+        "int8_min_cosine": exported.int8_min_cosine,
+        "int8_mean_cosine": exported.int8_mean_cosine,
+        "parity_sentences": float(exported.parity_sentence_count),
+        "export_seconds": exported.export_seconds,
+    }
+    return {key: float(value) for key, value in figures.items() if value is not None}

@@ -181,9 +181,10 @@ def test_uss_ids_sources_and_escalated(
     conversations = uss_by_corpus[corpus]
     assert conversations[0].id == f"uss-{corpus}-0001"
     assert conversations[-1].id == f"uss-{corpus}-1000"
+    labels = [conversation.labels for conversation in conversations]
     assert {conversation.source for conversation in conversations} == {f"uss-{corpus}"}
-    assert all(conversation.labels is not None and conversation.labels.escalated is None
-               for conversation in conversations)
+    assert None not in labels
+    assert {label.escalated for label in labels if label is not None} == {None}
 
 
 def test_uss_roles_and_labels_per_turn(uss_all: list[Conversation]) -> None:
@@ -657,11 +658,11 @@ def test_split_with_duplicate_conversation_raises(
 
 
 def test_save_and_load_splits_round_trip(tmp_path: Path) -> None:
-    made = splits.make_splits([f"c{i}" for i in range(20)], seed=5)
+    created = splits.make_splits([f"c{i}" for i in range(20)], seed=5)
     path = tmp_path / "demo.json"
-    splits.save_splits(made, path, seed=5)
+    splits.save_splits(created, path, seed=5)
     stored = splits.load_split_file(path)
-    assert splits.load_splits(path) == made
+    assert splits.load_splits(path) == created
     assert stored.seed == 5
     assert json.loads(path.read_text())["counts"] == {"train": 16, "validation": 2, "test": 2}
 
@@ -707,6 +708,17 @@ def test_ensure_splits_creates_then_reuses(
     reused = splits.ensure_splits("demo", conversations, seed=3, directory=tmp_path)
     assert created == reused
     assert (tmp_path / "demo.json").read_text() == written
+
+
+def test_ensure_splits_changed_data_names_file(
+    tmp_path: Path, uss_by_corpus: dict[str, list[Conversation]]
+) -> None:
+    conversations = uss_by_corpus["mwoz"][:50]
+    splits.ensure_splits("demo", conversations, seed=3, directory=tmp_path)
+    with pytest.raises(DatasetError) as caught:
+        splits.ensure_splits("demo", conversations[:49], seed=3, directory=tmp_path)
+    assert f"{tmp_path / 'demo.json'} does not fit the data" in str(caught.value)
+    assert "['uss-mwoz-0050']" in str(caught.value)
 
 
 def test_ensure_splits_other_seed_raises(

@@ -1,0 +1,1 @@
+"""Conversion of trained models to the ONNX files that serving/ loads."""
