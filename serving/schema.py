@@ -53,7 +53,7 @@ SENTIMENT_CLASSES: tuple[Sentiment, ...] = (
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TurnLabels(_Strict):
@@ -214,6 +214,10 @@ def parse_conversation(data: Any, *, line_number: int | None = None) -> Conversa
     the turn index and the field.
     """
     conversation_id = _peek_id(data)
+    if not isinstance(data, dict):
+        raise ConversationValidationError([Problem(
+            None, None, "(conversation)", f"expected a JSON object, got "
+            f"{type(data).__name__} {_short_repr(data)}", line_number)])
     try:
         return Conversation.model_validate(data)
     except ValidationError as error:

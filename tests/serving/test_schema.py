@@ -425,15 +425,6 @@ def test_round_trip_property(round_trip_file: Path, conversations: list[Conversa
     assert read_conversations(round_trip_file) == conversations
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the schema accepts account_value=inf, but JSON has no infinity and pydantic "
-    "writes it as null, so the value is lost; remove this mark once the schema rejects it",
-)
-def test_round_trip_infinite_account_value(tmp_path: Path) -> None:
-    conversation = parse_conversation(
-        _conversation(_customer(), customer={"account_value": math.inf})
-    )
-    path = tmp_path / "infinite.jsonl"
-    write_conversations([conversation], path)
-    assert read_conversations(path) == [conversation]
+def test_infinite_account_value_rejected() -> None:
+    with pytest.raises(ConversationValidationError, match="account_value"):
+        parse_conversation(_conversation(_customer(), customer={"account_value": math.inf}))
