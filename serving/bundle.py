@@ -37,6 +37,9 @@ class EncoderSpec(_Frozen):
     variant: Literal["fp32", "int8"]
     max_length: int = Field(gt=0)
     dimension: int = Field(gt=0)
+    # Dynamic int8 quantisation scales activations over the whole batch tensor, so a text's
+    # embedding depends on its batch neighbours unless texts are encoded one at a time.
+    batch_size: int = Field(default=1, gt=0)
     source_model: str
     parity: dict[str, float] = Field(default_factory=dict)
 

@@ -86,6 +86,7 @@ class Scorer:
             self.bundle_dir / spec.file,
             self.bundle_dir / spec.tokenizer,
             max_length=spec.max_length,
+            batch_size=spec.batch_size,
             intra_op_threads=intra_op_threads,
         )
         self.heads = {
@@ -105,20 +106,25 @@ class Scorer:
         """Return P(escalation) for each row of a [n, n_features] feature matrix."""
         return self.heads["escalation"].predict_proba(features)[:, ESCALATION_CLASS]
 
-    def score(self, conversation: Conversation) -> ConversationScore:
-        """Score every customer turn of a conversation and decide after each one."""
-        customer_indices = conversation.customer_turn_indices()
-        texts = [conversation.turns[index].text for index in customer_indices]
+    def features(
+        self, conversation: Conversation
+    ) -> tuple[list[MessageSignals], list[RuleMatch], np.ndarray]:
+        """Return the message signals, rule matches and feature matrix of a conversation."""
+        texts = [conversation.turns[index].text for index in conversation.customer_turn_indices()]
         signals = self.message_signals(texts)
         matches = match_conversation(conversation, self.policy)
-        features = conversation_feature_matrix(conversation, signals, matches)
+        return signals, matches, conversation_feature_matrix(conversation, signals, matches)
+
+    def score(self, conversation: Conversation) -> ConversationScore:
+        """Score every customer turn of a conversation and decide after each one."""
+        signals, matches, features = self.features(conversation)
         probabilities = self.escalation_probabilities(features) if len(features) else \
             np.zeros(0, dtype=np.float32)
 
         turn_scores = tuple(
             self._turn_score(index, signal, float(probability), matches)
-            for index, signal, probability in zip(customer_indices, signals, probabilities,
-                                                  strict=True)
+            for index, signal, probability in zip(conversation.customer_turn_indices(), signals,
+                                                  probabilities, strict=True)
         )
         last_index = len(conversation.turns) - 1
         last_probability = turn_scores[-1].escalation_probability if turn_scores else 0.0

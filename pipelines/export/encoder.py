@@ -199,7 +199,7 @@ def export_encoder(output_dir: Path, *, opset: int = 17, quantize: bool = True) 
     embedding_dim = _embedding_dim_of(reference)
 
     fp32_path = output_dir / FP32_FILE
-    _export_fp32(fp32_path, opset)
+    _export_fp32(fp32_path, opset, embedding_dim)
     int8_path = output_dir / INT8_FILE
     if quantize:
         _quantize_int8(fp32_path, int8_path)
@@ -351,7 +351,7 @@ def _embedding_dim_of(model: SentenceTransformer) -> int:
     return dimension
 
 
-def _export_fp32(path: Path, opset: int) -> None:
+def _export_fp32(path: Path, opset: int, embedding_dim: int) -> None:
     # Eager attention traces to plain MatMul and Softmax nodes. The SDPA path adds IsNaN and
     # Where guards to every layer (687 against 534 nodes, transformers 5.25).
     source = load_sentence_transformer(attn_implementation="eager")
@@ -386,9 +386,21 @@ def _export_fp32(path: Path, opset: int) -> None:
             do_constant_folding=True,
             dynamo=False,
         )
+    _declare_output_width(path, embedding_dim)
     onnx.checker.check_model(str(path))
     logger.info("exported fp32 graph to %s (%.1f MB, opset %d) in %.1f s", path,
                 path.stat().st_size / 1e6, opset, time.perf_counter() - started)
+
+
+def _declare_output_width(path: Path, embedding_dim: int) -> None:
+    # The tracer names the width of the normalised output as a symbolic dimension
+    # ("Divsentence_embedding_dim_1", torch 2.13), although it is always the hidden size.
+    # Declaring it lets readers of the file see [batch, 384] without running shape inference.
+    model = onnx.load(str(path))
+    width = model.graph.output[0].type.tensor_type.shape.dim[1]
+    width.ClearField("dim_param")
+    width.dim_value = embedding_dim
+    onnx.save(model, str(path))
 
 
 def _quantize_int8(source: Path, target: Path) -> None:

@@ -23,12 +23,12 @@ def text_key(text: str) -> str:
 class EmbeddingCache:
     """Embeddings of one encoder file, keyed by the hash of each text.
 
-    The folder is named after the encoder's sha256, so embeddings of another encoder variant
-    or version can never be mixed in.
+    The folder is named after the encoder's sha256 and batch size, so embeddings of another
+    encoder variant, version or batching can never be mixed in.
     """
 
-    def __init__(self, root: Path, encoder_sha256: str, dimension: int) -> None:
-        self.folder = root / encoder_sha256[:16]
+    def __init__(self, root: Path, encoder_sha256: str, batch_size: int, dimension: int) -> None:
+        self.folder = root / f"{encoder_sha256[:16]}-batch{batch_size}"
         self.dimension = dimension
         self._rows: dict[str, int] = {}
         self._vectors = np.zeros((0, dimension), dtype=np.float32)

@@ -96,7 +96,8 @@ def train(
         encoder = prepare_encoder(work_dir / "encoder", config.encoder.variant,
                                   config.encoder.max_length)
         encoder.copy_into(staging)
-        cache = EmbeddingCache(work_dir / "embeddings", encoder.sha256, encoder.dimension)
+        cache = EmbeddingCache(work_dir / "embeddings", encoder.sha256, encoder.batch_size,
+                               encoder.dimension)
 
         def embed(texts: list[str]) -> np.ndarray:
             total = len(texts)
