@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import REPOSITORY
 
-
 FORBIDDEN_AT_SERVING = ("torch", "sklearn", "pandas", "mlflow", "sentence_transformers",
                         "transformers")
 
