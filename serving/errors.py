@@ -9,7 +9,9 @@
     │   ├── BundleIntegrityError    a file is missing or its sha256 differs from the manifest
     │   └── FeatureSchemaError      the feature names or order differ from this code's
     ├── ExportParityError           an exported ONNX model disagrees with its source model
-    └── DatasetError                a raw corpus is missing or malformed
+    ├── DatasetError                a raw corpus is missing or malformed
+    ├── SettingsError               a service setting is invalid
+    └── ConversationStateError      a live conversation is closed, full or unknown
 """
 
 from __future__ import annotations
@@ -79,3 +81,12 @@ class ExportParityError(EscalationError):
 
 class DatasetError(EscalationError, ValueError):
     """A raw corpus is missing or does not have the documented format."""
+
+
+class SettingsError(EscalationError, ValueError):
+    """A service setting is invalid; the message names the environment variable."""
+
+
+class ConversationStateError(EscalationError):
+    """A live conversation cannot take the request in its current state."""
+

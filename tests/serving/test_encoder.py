@@ -173,7 +173,7 @@ def test_intra_op_threads_setting_gives_same_output(encoder_dir: Path, fp32_enco
 
 
 def test_encode_rejects_single_string(fp32_encoder: Encoder) -> None:
-    with pytest.raises(TypeError, match="wrap it in a list"):
+    with pytest.raises(TypeError, match="Wrap it in a list"):
         fp32_encoder.encode("I want a refund")
 
 

@@ -1,0 +1,132 @@
+"""Service settings: one typed object, read once from the environment and validated at start-up.
+
+Every variable is optional; the defaults run on a laptop with no database or cache server
+(SQLite under var/, conversation state in process).
+
+| variable | meaning |
+| --- | --- |
+| ESCALATION_BUNDLE | bundle folder; default: the newest under models/ |
+| ESCALATION_POLICY | rule policy YAML; default: the packaged policy |
+| ESCALATION_ROSTER | roster YAML; default: the packaged example roster |
+| DATABASE_URL | SQLAlchemy URL of the prediction log; default: sqlite:///var/escalation.db |
+| REDIS_URL | share conversation state between workers through Redis |
+| ESCALATION_API_KEY_HASHES | comma-separated sha256 hex digests of the accepted API keys |
+| ESCALATION_WEBHOOK_URLS | comma-separated URLs that receive escalation events |
+| ESCALATION_WEBHOOK_SECRET | shared secret that signs webhook events |
+| ESCALATION_STATE_MAX_CONVERSATIONS | in-process state capacity (LRU), default 10000 |
+| ESCALATION_STATE_TTL_SECONDS | idle time after which a conversation's state expires, default 86400 |
+| ESCALATION_MAX_BODY_BYTES | largest accepted request body, default 262144 |
+| ESCALATION_MAX_TURNS | most turns per conversation, default 1000 |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from serving.errors import SettingsError
+from serving.schema import MAX_TURNS
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'escalation.db'}"
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+# Environment variable of each field; a field not listed here has no variable.
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "bundle": "ESCALATION_BUNDLE",
+    "policy": "ESCALATION_POLICY",
+    "roster": "ESCALATION_ROSTER",
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "api_key_hashes": "ESCALATION_API_KEY_HASHES",
+    "webhook_urls": "ESCALATION_WEBHOOK_URLS",
+    "webhook_secret": "ESCALATION_WEBHOOK_SECRET",
+    "state_max_conversations": "ESCALATION_STATE_MAX_CONVERSATIONS",
+    "state_ttl_seconds": "ESCALATION_STATE_TTL_SECONDS",
+    "max_body_bytes": "ESCALATION_MAX_BODY_BYTES",
+    "max_turns": "ESCALATION_MAX_TURNS",
+}
+LIST_FIELDS = {"api_key_hashes", "webhook_urls"}
+
+
+class Settings(BaseModel):
+    """Configuration of the scoring service."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bundle: Path | None = None
+    policy: Path | None = None
+    roster: Path | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    api_key_hashes: tuple[str, ...] = ()
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: SecretStr | None = None
+    state_max_conversations: int = Field(default=10_000, ge=1)
+    state_ttl_seconds: float = Field(default=86_400.0, gt=0)
+    max_body_bytes: int = Field(default=262_144, ge=1_024)
+    max_turns: int = Field(default=MAX_TURNS, ge=1, le=MAX_TURNS)
+    require_api_key: bool = True
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _check_hashes(cls, hashes: tuple[str, ...]) -> tuple[str, ...]:
+        for value in hashes:
+            if not _SHA256_HEX.fullmatch(value):
+                raise ValueError(
+                    f"{value[:12]!r}... is not a lowercase sha256 hex digest; store hashes, not "
+                    "keys: `escalation apikey` prints a new key and its hash"
+                )
+        return hashes
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL {url!r} must start with http:// or https://")
+        return urls
+
+    @field_validator("bundle", "policy", "roster")
+    @classmethod
+    def _check_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.exists():
+            raise ValueError(f"{path} does not exist")
+        return path
+
+
+def load_settings(
+    environment: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Read the settings from `environment` (default: os.environ), then apply `overrides`.
+
+    Raises SettingsError naming the variable, its value and what is allowed.
+    """
+    environment = os.environ if environment is None else environment
+    values: dict[str, Any] = {}
+    for field, variable in ENVIRONMENT_VARIABLES.items():
+        raw = environment.get(variable)
+        if raw is None or raw.strip() == "":
+            continue
+        if field in LIST_FIELDS:
+            values[field] = tuple(item.strip() for item in raw.split(",") if item.strip())
+        else:
+            values[field] = raw.strip()
+    values.update({key: value for key, value in overrides.items() if value is not None})
+
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors(include_url=False):
+            field = str(detail["loc"][0]) if detail["loc"] else "?"
+            variable = ENVIRONMENT_VARIABLES.get(field, field)
+            shown = "(hidden)" if field == "webhook_secret" else repr(values.get(field))
+            problems.append(f"{variable}={shown}: {detail['msg']}")
+        raise SettingsError("invalid service settings: " + "; ".join(problems)) from None
