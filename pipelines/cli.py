@@ -211,7 +211,6 @@ def serve(
     scorer = Scorer(_resolve_bundle(bundle), policy=load_policy(policy))
     logger.info("serving bundle %s on http://%s:%d", scorer.manifest.name, host, port)
     uvicorn.run(create_app(scorer), host=host, port=port, log_level="info")
-    logger.info("server stopped")
 
 
 @app.command()

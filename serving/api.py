@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 import time
 import uuid
 from typing import Annotated, Any
@@ -22,7 +24,14 @@ API_VERSION = "v1"
 
 def create_app(scorer: Scorer) -> FastAPI:
     """Build the FastAPI application around a loaded scorer."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info("service started with bundle %s", scorer.manifest.name)
+        yield
+        logger.info("service stopped")
+
     app = FastAPI(
+        lifespan=lifespan,
         title="escalation-scoring",
         version=scorer.manifest.name,
         summary="Decide when a support chat must go to a human, how urgently, and why.",

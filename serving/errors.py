@@ -5,13 +5,23 @@
     │   ├── ConversationValidationError
     │   └── ConversationFileError   every bad line of a JSON Lines file, with line numbers
     ├── PolicyError                 the rule policy YAML is invalid
+    │   ├── ReasonConfigError       the reason descriptions YAML is invalid
+    │   └── HandoffConfigError      the customer message or approach YAML is invalid
     ├── BundleError                 a model bundle cannot be served
     │   ├── BundleIntegrityError    a file is missing or its sha256 differs from the manifest
-    │   └── FeatureSchemaError      the feature names or order differ from this code's
+    │   ├── FeatureSchemaError      the feature names or order differ from this code's
+    │   └── SimilarCaseIndexError   the similar-case files are missing, malformed or disagree
     ├── ExportParityError           an exported ONNX model disagrees with its source model
     ├── DatasetError                a raw corpus is missing or malformed
+    ├── StoreError                  the prediction log database cannot be opened, migrated or used
+    ├── WebhookConfigError          a webhook delivery setting is invalid
+    ├── SignatureError              a webhook signature is malformed, expired or does not match
     ├── SettingsError               a service setting is invalid
-    └── ConversationStateError      a live conversation is closed, full or unknown
+    ├── ConversationStateError      a live conversation is closed, full or unknown
+    ├── RosterError                 a roster of teams and agents is invalid
+    └── RoutingError                a routing request cannot be carried out
+        ├── RoutingLookupError      the conversation or agent id is unknown to the router
+        └── EscalationLimitError    the conversation is already at the top level, L4
 """
 
 from __future__ import annotations
@@ -90,3 +100,46 @@ class SettingsError(EscalationError, ValueError):
 class ConversationStateError(EscalationError):
     """A live conversation cannot take the request in its current state."""
 
+
+class ReasonConfigError(PolicyError):
+    """The reason descriptions file is invalid; the message names the key and the value."""
+
+
+class RosterError(EscalationError, ValueError):
+    """The roster is invalid; `problems` lists each bad key path with its value."""
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class RoutingError(EscalationError):
+    """The router cannot carry out a request in its current state."""
+
+
+class RoutingLookupError(RoutingError, LookupError):
+    """No conversation or agent with the given id is known to the router."""
+
+
+class EscalationLimitError(RoutingError):
+    """A conversation at level L4 cannot be escalated further."""
+
+
+class StoreError(EscalationError):
+    """The prediction log database cannot be opened, migrated, read or written."""
+
+
+class WebhookConfigError(EscalationError, ValueError):
+    """A webhook delivery setting is invalid; the message names the setting and the value."""
+
+
+class SignatureError(EscalationError, ValueError):
+    """A webhook signature header is malformed, too old, or does not match the body."""
+
+
+class HandoffConfigError(PolicyError):
+    """The customer message templates or the approaches YAML is invalid; names the key."""
+
+
+class SimilarCaseIndexError(BundleError):
+    """The similar-case vector and case files are missing, malformed or do not agree."""

@@ -14,7 +14,7 @@ Every variable is optional; the defaults run on a laptop with no database or cac
 | ESCALATION_WEBHOOK_URLS | comma-separated URLs that receive escalation events |
 | ESCALATION_WEBHOOK_SECRET | shared secret that signs webhook events |
 | ESCALATION_STATE_MAX_CONVERSATIONS | in-process state capacity (LRU), default 10000 |
-| ESCALATION_STATE_TTL_SECONDS | idle time after which a conversation's state expires, default 86400 |
+| ESCALATION_STATE_TTL_SECONDS | idle seconds before a conversation's state expires, default 86400 |
 | ESCALATION_MAX_BODY_BYTES | largest accepted request body, default 262144 |
 | ESCALATION_MAX_TURNS | most turns per conversation, default 1000 |
 """

@@ -88,7 +88,7 @@ def test_served_over_real_http(trained_bundle: TrainedBundle) -> None:
 
     assert body["bundle"] == trained_bundle.path.name
     assert len(body["turns"]) >= 1
-    assert "server stopped" in output
+    assert "service stopped" in output
 
 
 def _wait_until_up(port: int, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
