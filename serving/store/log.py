@@ -1,4 +1,4 @@
-"""PredictionLog: the repository that writes and reads scored turns, routing, outcomes and the outbox.
+"""PredictionLog: writes and reads scored turns, routing, handoffs, outcomes and the outbox.
 
 Each method runs in its own transaction unless it is called on the log yielded by
 `PredictionLog.transaction()`, which records everything into one transaction: a decision and
@@ -13,19 +13,28 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, Row, func, insert, select, update
+from sqlalchemy import Connection, Engine, Row, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from serving.decision import Decision
 from serving.errors import StoreError
 from serving.rules import RuleMatch
-from serving.schema import MAX_ID_CHARS, Role, Sentiment
+from serving.schema import Role, Sentiment
+from serving.store.records import (
+    DeadLetter,
+    OutboxEvent,
+    Outcome,
+    StoredHandoff,
+    StoredRouting,
+    StoredTurn,
+    check_id,
+    utc_now,
+)
 from serving.store.tables import (
     EVENT_TYPE_CHARS,
     URL_CHARS,
@@ -39,136 +48,6 @@ from serving.store.tables import (
 from serving.tiers import Tier
 
 DEFAULT_LEASE_SECONDS = 120.0
-
-
-def utc_now() -> datetime:
-    """Return the current time as a timezone-aware UTC datetime."""
-    return datetime.now(UTC)
-
-
-# ------------------------------------------------------------------------------ row types
-
-
-@dataclass(frozen=True)
-class StoredTurn:
-    """One scored turn as stored; `text` is None unless the log stores message text."""
-
-    id: int
-    conversation_id: str
-    turn_index: int
-    role: str
-    bundle: str
-    created_at: datetime
-    escalation_probability: float
-    sentiment: dict[str, float] | None
-    frustration: float | None
-    tier: Tier
-    escalate: bool
-    prepare_agent: bool
-    reason_category: str | None
-    reasons: list[dict[str, Any]]
-    rule_matches: list[dict[str, Any]]
-    escalation_threshold: float
-    prepare_threshold: float
-    latency_ms: float | None
-    text_sha256: str
-    text_length: int
-    text: str | None
-
-
-@dataclass(frozen=True)
-class StoredRouting:
-    """One routing result as stored."""
-
-    id: int
-    conversation_id: str
-    created_at: datetime
-    status: str
-    rule: str | None
-    team: str | None
-    agent: str | None
-    level: str | None
-    queue_position: int | None
-    estimated_wait_seconds: float | None
-    overflowed: bool
-    overflow_from: str | None
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class StoredHandoff:
-    """One handoff package as stored."""
-
-    id: int
-    conversation_id: str
-    package_id: str
-    created_at: datetime
-    package: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a conversation ended: the ground truth that backtests and retraining join on."""
-
-    conversation_id: str
-    escalated: bool
-    resolved: bool
-    csat: int | None = None
-    agent_id: str | None = None
-    handle_seconds: float | None = None
-    recorded_at: datetime | None = None
-    notes: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_id("conversation_id", self.conversation_id)
-        if self.csat is not None and not 1 <= self.csat <= 5:
-            raise ValueError(f"csat is {self.csat}; it must be an integer from 1 to 5 or None")
-        if self.handle_seconds is not None and not self.handle_seconds >= 0:
-            raise ValueError(f"handle_seconds is {self.handle_seconds}; it must be >= 0 or None")
-        if self.agent_id is not None:
-            _check_id("agent_id", self.agent_id)
-
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    """One webhook event for one target URL, as stored in the outbox.
-
-    `body` is the exact JSON text to sign and send. `attempts` counts the deliveries started,
-    including the one started by the claim that returned this event.
-    """
-
-    event_id: str
-    idempotency_key: str
-    event_type: str
-    conversation_id: str
-    target_url: str
-    body: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    last_status_code: int | None
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An event given up on after its last attempt, with the error of that attempt."""
-
-    event_id: str
-    idempotency_key: str
-    event_type: str
-    conversation_id: str
-    target_url: str
-    body: str
-    attempts: int
-    error: str
-    status_code: int | None
-    failed_at: datetime
-
-
-# ------------------------------------------------------------------------------ repository
 
 
 class PredictionLog:
@@ -238,7 +117,7 @@ class PredictionLog:
         are None for turns the heads did not score. `rule_matches` are the matches that fired at
         this turn; the decision's reasons also carry those of earlier turns.
         """
-        _check_id("conversation_id", conversation_id)
+        check_id("conversation_id", conversation_id)
         if turn_index < 0:
             raise ValueError(f"turn_index is {turn_index}; it must be >= 0")
         sentiment_values = _sentiment_columns(sentiment)
@@ -269,7 +148,7 @@ class PredictionLog:
         }
         action = f"recording turn {turn_index} of conversation {conversation_id!r}"
         with self._begin(action) as connection:
-            return _insert_returning_id(connection, scored_turns.insert().values(values))
+            return _insert_returning_id(connection, scored_turns, values)
 
     def record_routing(
         self,
@@ -291,7 +170,7 @@ class PredictionLog:
 
         The columns hold what dashboards filter on; `payload` keeps the whole result as JSON.
         """
-        _check_id("conversation_id", conversation_id)
+        check_id("conversation_id", conversation_id)
         values = {
             "conversation_id": conversation_id,
             "created_at": created_at or utc_now(),
@@ -307,7 +186,7 @@ class PredictionLog:
             "payload": _plain_json("payload", payload),
         }
         with self._begin(f"recording routing of conversation {conversation_id!r}") as connection:
-            return _insert_returning_id(connection, routing_results.insert().values(values))
+            return _insert_returning_id(connection, routing_results, values)
 
     def record_handoff(
         self,
@@ -318,8 +197,8 @@ class PredictionLog:
         created_at: datetime | None = None,
     ) -> int:
         """Record one handoff package and return its row id; a package id may be recorded once."""
-        _check_id("conversation_id", conversation_id)
-        _check_id("package_id", package_id)
+        check_id("conversation_id", conversation_id)
+        check_id("package_id", package_id)
         values = {
             "conversation_id": conversation_id,
             "package_id": package_id,
@@ -328,7 +207,7 @@ class PredictionLog:
         }
         action = f"recording handoff package {package_id!r} of conversation {conversation_id!r}"
         with self._begin(action) as connection:
-            return _insert_returning_id(connection, handoff_packages.insert().values(values))
+            return _insert_returning_id(connection, handoff_packages, values)
 
     def record_outcome(self, outcome: Outcome) -> int:
         """Record how a conversation ended and return the row id; a later record supersedes."""
@@ -344,7 +223,7 @@ class PredictionLog:
         }
         action = f"recording the outcome of conversation {outcome.conversation_id!r}"
         with self._begin(action) as connection:
-            return _insert_returning_id(connection, outcomes.insert().values(values))
+            return _insert_returning_id(connection, outcomes, values)
 
     # -- outbox
 
@@ -364,7 +243,7 @@ class PredictionLog:
         same URL again adds nothing and returns the existing row's event id, so a retried
         request cannot send an event twice; the first body stays.
         """
-        _check_id("conversation_id", conversation_id)
+        check_id("conversation_id", conversation_id)
         _check_event_type(event_type)
         targets = list(dict.fromkeys(urls))
         for url in targets:
@@ -373,7 +252,7 @@ class PredictionLog:
             return []
 
         key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
-        _check_id("idempotency_key", key)
+        check_id("idempotency_key", key)
         body_text = json.dumps(_plain_json("body", body), ensure_ascii=False,
                                separators=(",", ":"))
         created_at = now or utc_now()
@@ -551,11 +430,7 @@ class PredictionLog:
                  .order_by(outcomes.c.recorded_at.desc(), outcomes.c.id.desc()).limit(1))
         with self._begin(f"reading the outcome of conversation {conversation_id!r}") as connection:
             row = connection.execute(query).one_or_none()
-        if row is None:
-            return None
-        values = row._asdict()
-        del values["id"]
-        return Outcome(**values)
+        return None if row is None else Outcome(**_without_id(row))
 
     def event(self, event_id: str) -> OutboxEvent | None:
         """Return one outbox event by id, or None."""
@@ -583,13 +458,6 @@ class PredictionLog:
 
 # ------------------------------------------------------------------------------ helpers
 
-
-def _check_id(name: str, value: str) -> None:
-    if not value or len(value) > MAX_ID_CHARS:
-        raise ValueError(
-            f"{name} {value[:40]!r} has {len(value)} characters; it must have 1 to "
-            f"{MAX_ID_CHARS}"
-        )
 
 
 def _check_event_type(event_type: str) -> None:
@@ -636,9 +504,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"object of type {type(value).__name__} is not JSON serialisable")
 
 
-def _insert_returning_id(connection: Connection, statement: Insert) -> int:
-    result = connection.execute(statement)
-    return int(result.inserted_primary_key[0])
+def _insert_returning_id(connection: Connection, table: Table, values: dict[str, Any]) -> int:
+    statement = table.insert().values(values).returning(table.c.id)
+    return int(connection.execute(statement).scalar_one())
 
 
 def _update_pending(connection: Connection, event_id: str, values: dict[str, Any]) -> bool:
@@ -665,8 +533,6 @@ def _stored_turn(row: Row[Any]) -> StoredTurn:
     names = [label.value for label in Sentiment]
     sentiment_values = {name: values.pop(f"sentiment_{name}") for name in names}
     has_sentiment = all(value is not None for value in sentiment_values.values())
-    return StoredTurn(
-        **values,
-        sentiment=sentiment_values if has_sentiment else None,
-        tier=Tier(values.pop("tier")),
-    )
+    values["sentiment"] = sentiment_values if has_sentiment else None
+    values["tier"] = Tier(values["tier"])
+    return StoredTurn(**values)
