@@ -1,78 +1,281 @@
-"""HTTP API of the scorer: score a whole conversation, and report health."""
+"""HTTP API of the escalation service.
+
+Every `/v1` route needs an API key in the `X-API-Key` header (or `Authorization: Bearer`);
+`/healthz`, `/readyz` and `/metrics` are open so that orchestrators can probe them.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.errors import ConversationValidationError
-from serving.schema import Conversation, parse_conversation
-from serving.scorer import Scorer
+from serving.auth import is_valid_key
+from serving.errors import (
+    BundleError,
+    ConversationStateError,
+    ConversationValidationError,
+    EscalationError,
+)
+from serving.metrics import PROMETHEUS_CONTENT_TYPE
+from serving.schema import parse_conversation
+from serving.service import (
+    ConversationNotFound,
+    EscalationService,
+    LimitExceeded,
+    OutcomeRequest,
+    TurnRequest,
+)
 
 logger = logging.getLogger(__name__)
 
-API_VERSION = "v1"
+API_KEY_HEADER = "x-api-key"
 
 
-def create_app(scorer: Scorer) -> FastAPI:
-    """Build the FastAPI application around a loaded scorer."""
+class BodySizeLimit:
+    """Reject request bodies over `max_bytes` with 413 before the application reads them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+
+        received = 0
+        too_large = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        response = JSONResponse(status_code=413, content={"detail": (
+            f"request body exceeds the limit of {self.max_bytes} bytes "
+            "(ESCALATION_MAX_BODY_BYTES); send one turn or one conversation per request")})
+        await response({"type": "http"}, _empty_receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def create_app(service: EscalationService, *, manage_lifecycle: bool = True) -> FastAPI:
+    """Build the FastAPI application around a service.
+
+    With `manage_lifecycle` the app starts the service's background work on start-up and
+    stops it, flushing the outbox, on shutdown.
+    """
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        logger.info("service started with bundle %s", scorer.manifest.name)
+        if manage_lifecycle:
+            service.start()
+        logger.info("service started with bundle %s", service.runtime.scorer.manifest.name)
         yield
+        if manage_lifecycle:
+            service.stop()
         logger.info("service stopped")
 
-    app = FastAPI(
-        lifespan=lifespan,
-        title="escalation-scoring",
-        version=scorer.manifest.name,
-        summary="Decide when a support chat must go to a human, how urgently, and why.",
-    )
-    app.state.scorer = scorer
+    app = FastAPI(lifespan=lifespan, title="escalation-scoring",
+                  summary="Decide when a support chat must go to a human, how urgently, "
+                  "to whom, and with what context.")
+    app.state.service = service
+    app.add_middleware(BodySizeLimit, max_bytes=service.settings.max_body_bytes)
+    _install_error_handlers(app)
+    _install_metrics(app, service)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"location": [str(part) for part in detail.get("loc", ())],
-             "message": detail.get("msg", "invalid value")}
-            for detail in error.errors()
-        ]
-        return JSONResponse(status_code=422, content={"detail": problems})
+    def require_api_key(
+        x_api_key: Annotated[str | None, Header()] = None,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> None:
+        if service.settings.auth_disabled:
+            return
+        key = x_api_key
+        if key is None and authorization and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
+        if not is_valid_key(key, service.settings.api_key_hashes):
+            raise HTTPException(status_code=401, detail="missing or invalid API key; send it "
+                                "in the X-API-Key header", headers={"WWW-Authenticate": "Bearer"})
+
+    secured = [Depends(require_api_key)]
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "bundle": scorer.manifest.name}
+        return {"status": "ok"}
 
-    # A plain `def` runs in FastAPI's thread pool, so scoring never blocks the event loop.
-    @app.post(f"/{API_VERSION}/score")
-    def score(
-        body: Annotated[dict[str, Any], Body(description="One conversation in the JSON "
-                                             "Lines schema of data/README.md")],
-        x_request_id: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
-        request_id = x_request_id or uuid.uuid4().hex
+    @app.get("/readyz")
+    def readyz(response: Response) -> dict[str, Any]:
+        checks = {
+            "bundle": service.runtime.scorer.manifest.name,
+            "store": _database_reachable(service),
+            "state": service.store.ping(),
+        }
+        ready = bool(checks["store"] and checks["state"])
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "not ready", **checks}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        service.metrics.live_conversations.set(service.store.size())
+        return Response(service.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.post("/v1/score", dependencies=secured)
+    def score(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         try:
-            conversation: Conversation = parse_conversation(body)
+            conversation = parse_conversation(body)
         except ConversationValidationError as error:
-            logger.info("request %s rejected: %d schema problem(s)", request_id,
-                        len(error.problems))
-            raise HTTPException(status_code=422, detail=[str(problem) for problem in
-                                                         error.problems]) from None
-
-        started = time.perf_counter()
-        result = scorer.score(conversation)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        logger.info("request %s scored conversation %s: tier %s, p=%.3f, %.1f ms",
-                    request_id, conversation.id, result.decision.tier.value,
-                    result.decision.probability, elapsed_ms)
+            raise HTTPException(status_code=422,
+                                detail=[str(problem) for problem in error.problems]) from None
+        result = service.runtime.scorer.score(conversation)
+        logger.info("conversation %s scored statelessly: tier %s", conversation.id,
+                    result.decision.tier.value)
         return result.to_dict()
 
+    @app.post("/v1/conversations/{conversation_id}/turns", dependencies=secured)
+    def append_turn(conversation_id: str, request: TurnRequest) -> dict[str, Any]:
+        return service.append_turn(_checked_id(conversation_id), request)
+
+    @app.get("/v1/conversations/{conversation_id}", dependencies=secured)
+    def get_conversation(conversation_id: str) -> dict[str, Any]:
+        return service.conversation(_checked_id(conversation_id))
+
+    @app.post("/v1/conversations/{conversation_id}/close", dependencies=secured)
+    def close(conversation_id: str) -> dict[str, Any]:
+        return service.close(_checked_id(conversation_id))
+
+    @app.post("/v1/conversations/{conversation_id}/outcome", dependencies=secured)
+    def outcome(conversation_id: str, request: OutcomeRequest) -> dict[str, Any]:
+        return service.record_outcome(_checked_id(conversation_id), request)
+
+    @app.post("/v1/conversations/{conversation_id}/escalate", dependencies=secured)
+    def escalate(conversation_id: str) -> dict[str, Any]:
+        return service.escalate_level(_checked_id(conversation_id))
+
+    @app.post("/v1/conversations/{conversation_id}/handback", dependencies=secured)
+    def handback(conversation_id: str) -> dict[str, Any]:
+        return service.hand_back(_checked_id(conversation_id))
+
+    @app.get("/v1/conversations/{conversation_id}/handoff", dependencies=secured)
+    def handoff(conversation_id: str,
+                format: Annotated[str, Query(pattern="^(json|text)$")] = "json") -> Any:
+        package = service.handoff(_checked_id(conversation_id), as_text=format == "text")
+        return PlainTextResponse(package) if format == "text" else package
+
+    @app.get("/v1/agents", dependencies=secured)
+    def get_agents() -> dict[str, Any]:
+        return service.router.snapshot()
+
+    @app.put("/v1/agents", dependencies=secured)
+    def put_agents(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        return service.replace_roster(body)
+
+    @app.post("/v1/admin/reload", dependencies=secured)
+    def reload(body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+        from pathlib import Path
+
+        bundle = (body or {}).get("bundle")
+        name = service.reload(Path(bundle) if bundle else None)
+        return {"bundle": name}
+
     return app
+
+
+def _checked_id(conversation_id: str) -> str:
+    if not conversation_id.strip() or len(conversation_id) > 200:
+        raise HTTPException(status_code=422, detail=f"conversation id {conversation_id[:40]!r} "
+                            "is invalid; use 1 to 200 characters")
+    return conversation_id
+
+
+def _database_reachable(service: EscalationService) -> bool:
+    try:
+        with service.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception as error:  # noqa: BLE001 - any failure means not ready
+        logger.warning("prediction log database unreachable: %s", type(error).__name__)
+        return False
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = []
+        for detail in error.errors():
+            location = [str(part) for part in detail.get("loc", ()) if part != "body"]
+            field = ".".join(location) or "body"
+            problems.append(f"field '{field}': {detail.get('msg', 'invalid value')}")
+        return JSONResponse(status_code=422, content={"detail": problems})
+
+    @app.exception_handler(ConversationNotFound)
+    async def not_found(request: Request, error: ConversationNotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(error)})
+
+    @app.exception_handler(LimitExceeded)
+    async def limit(request: Request, error: LimitExceeded) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(error)})
+
+    @app.exception_handler(ConversationStateError)
+    async def conflict(request: Request, error: ConversationStateError) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(error)})
+
+    @app.exception_handler(BundleError)
+    async def bundle_error(request: Request, error: BundleError) -> JSONResponse:
+        logger.error("bundle error on %s: %s", request.url.path, error)
+        return JSONResponse(status_code=409, content={"detail": str(error)})
+
+    @app.exception_handler(EscalationError)
+    async def escalation_error(request: Request, error: EscalationError) -> JSONResponse:
+        logger.warning("request to %s rejected: %s", request.url.path, type(error).__name__)
+        return JSONResponse(status_code=422, content={"detail": str(error)})
+
+
+def _install_metrics(app: FastAPI, service: EscalationService) -> None:
+    @app.middleware("http")
+    async def measure(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["x-request-id"] = request_id
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            service.metrics.request_seconds.labels(
+                route=template, method=request.method, status=str(status),
+            ).observe(time.perf_counter() - started)

@@ -54,6 +54,14 @@ class HeadSpec(_Frozen):
     parity_max_abs_diff: float = Field(ge=0.0)
 
 
+class SimilarCasesSpec(_Frozen):
+    """The nearest-neighbour index of resolved past conversations shipped in the bundle."""
+
+    vectors: str
+    cases: str
+    count: int = Field(ge=0)
+
+
 class Thresholds(_Frozen):
     """Probability thresholds chosen on the validation split."""
 
@@ -87,6 +95,7 @@ class Manifest(_Frozen):
     training_data: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str]
+    similar_cases: SimilarCasesSpec | None = None
     mlflow: MlflowRef | None = None
 
 
@@ -145,6 +154,8 @@ def verify_bundle(manifest: Manifest, bundle_dir: Path) -> None:
 
     referenced = {manifest.encoder.file, manifest.encoder.tokenizer}
     referenced.update(head.file for head in manifest.heads.values())
+    if manifest.similar_cases is not None:
+        referenced.update({manifest.similar_cases.vectors, manifest.similar_cases.cases})
     unlisted = sorted(referenced - set(manifest.files))
     if unlisted:
         raise BundleIntegrityError(

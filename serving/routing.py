@@ -6,7 +6,8 @@
    `account_manager_for` lists the customer id), else to any agent with the account-manager
    role;
 2. enterprise_senior_technical: an enterprise customer goes to a senior technical specialist;
-3. urgent: an urgent conversation goes to the least-loaded free agent covering its topic;
+3. urgent: an urgent conversation goes to the least-loaded free agent covering its topic,
+   preferring agents who can approve refunds when it is also a billing dispute;
 4. billing_dispute: a billing dispute goes to a billing specialist who can approve refunds;
 5. skill: any conversation goes to the least-loaded free agent covering its topic.
 
@@ -420,11 +421,15 @@ class Router:
             steps.append(_Step(RoutingRule.ENTERPRISE, (seniors,)))
 
         covering = tuple(agent for agent in qualified if roster.covers(agent, skill))
-        if request.is_urgent:
+        approvers = tuple(agent for agent in qualified if agent.can_approve_refunds
+                          and roster.covers(agent, Skill.BILLING))
+        if request.is_urgent and request.billing_dispute:
+            # An urgent dispute still needs someone who can settle it, when one is free.
+            others = tuple(agent for agent in covering if agent not in approvers)
+            steps.append(_Step(RoutingRule.URGENT, (approvers, others)))
+        elif request.is_urgent:
             steps.append(_Step(RoutingRule.URGENT, (covering,)))
         if request.billing_dispute:
-            approvers = tuple(agent for agent in qualified if agent.can_approve_refunds
-                              and roster.covers(agent, Skill.BILLING))
             steps.append(_Step(RoutingRule.BILLING_DISPUTE, (approvers,)))
         steps.append(_Step(RoutingRule.SKILL, (covering,)))
 
@@ -753,6 +758,8 @@ def _rule_phrase(request: RoutingRequest, roster: Roster, choice: _Choice) -> st
         return f"as a free account manager for VIP {customer}{suffix}"
     if rule is RoutingRule.ENTERPRISE:
         return f"as a senior technical specialist for enterprise {customer}"
+    if rule is RoutingRule.URGENT and request.billing_dispute and choice.group_index == 0:
+        return "as a free agent who can approve refunds for an urgent billing dispute"
     if rule is RoutingRule.URGENT:
         return f"as the least-loaded free agent covering {skill} for an urgent conversation"
     if rule is RoutingRule.BILLING_DISPUTE:

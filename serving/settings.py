@@ -11,12 +11,16 @@ Every variable is optional; the defaults run on a laptop with no database or cac
 | DATABASE_URL | SQLAlchemy URL of the prediction log; default: sqlite:///var/escalation.db |
 | REDIS_URL | share conversation state between workers through Redis |
 | ESCALATION_API_KEY_HASHES | comma-separated sha256 hex digests of the accepted API keys |
+| ESCALATION_AUTH_DISABLED | `true` serves /v1 without API keys, for a local trial only |
 | ESCALATION_WEBHOOK_URLS | comma-separated URLs that receive escalation events |
 | ESCALATION_WEBHOOK_SECRET | shared secret that signs webhook events |
 | ESCALATION_STATE_MAX_CONVERSATIONS | in-process state capacity (LRU), default 10000 |
 | ESCALATION_STATE_TTL_SECONDS | idle seconds before a conversation's state expires, default 86400 |
 | ESCALATION_MAX_BODY_BYTES | largest accepted request body, default 262144 |
 | ESCALATION_MAX_TURNS | most turns per conversation, default 1000 |
+| ESCALATION_STORE_TEXT | keep message text in the prediction log (default true), so a worker that
+  lost its in-process state can re-score a conversation; set false where the platform must not
+  store chat text |
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from serving.errors import SettingsError
 from serving.schema import MAX_TURNS
@@ -51,6 +63,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "state_ttl_seconds": "ESCALATION_STATE_TTL_SECONDS",
     "max_body_bytes": "ESCALATION_MAX_BODY_BYTES",
     "max_turns": "ESCALATION_MAX_TURNS",
+    "store_text": "ESCALATION_STORE_TEXT",
+    "auth_disabled": "ESCALATION_AUTH_DISABLED",
 }
 LIST_FIELDS = {"api_key_hashes", "webhook_urls"}
 
@@ -72,7 +86,18 @@ class Settings(BaseModel):
     state_ttl_seconds: float = Field(default=86_400.0, gt=0)
     max_body_bytes: int = Field(default=262_144, ge=1_024)
     max_turns: int = Field(default=MAX_TURNS, ge=1, le=MAX_TURNS)
-    require_api_key: bool = True
+    store_text: bool = True
+    auth_disabled: bool = False
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        if not self.api_key_hashes and not self.auth_disabled:
+            raise ValueError(
+                "no API key is configured; set ESCALATION_API_KEY_HASHES to the sha256 of each "
+                "accepted key (`escalation apikey` prints a new key and its hash), or set "
+                "ESCALATION_AUTH_DISABLED=true for a local trial"
+            )
+        return self
 
     @field_validator("api_key_hashes")
     @classmethod
@@ -125,8 +150,12 @@ def load_settings(
     except ValidationError as error:
         problems = []
         for detail in error.errors(include_url=False):
-            field = str(detail["loc"][0]) if detail["loc"] else "?"
+            if not detail["loc"]:
+                problems.append(str(detail["msg"]).removeprefix("Value error, "))
+                continue
+            field = str(detail["loc"][0])
             variable = ENVIRONMENT_VARIABLES.get(field, field)
-            shown = "(hidden)" if field == "webhook_secret" else repr(values.get(field))
+            shown = "(hidden)" if field in {"webhook_secret", "api_key_hashes"} else \
+                repr(values.get(field))
             problems.append(f"{variable}={shown}: {detail['msg']}")
         raise SettingsError("invalid service settings: " + "; ".join(problems)) from None

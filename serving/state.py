@@ -52,6 +52,7 @@ class LiveState:
     package_id: str | None = None
     escalations: int = 0
     bundle: str | None = None
+    last_timestamp: str | None = None
     updated_at: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
