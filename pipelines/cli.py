@@ -51,6 +51,9 @@ def _configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from serving.redact import install_redaction
+
+    install_redaction()
     # MLflow and alembic log every migration step of a new store at INFO.
     for noisy in ("alembic", "mlflow.store", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -200,17 +203,37 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=1, max=65535)] = 8000,
     verbose: VerboseOption = False,
 ) -> None:
-    """Serve POST /v1/score and GET /healthz over HTTP with the given bundle."""
+    """Serve the live scoring API (per-turn scoring, routing, handoff packages) over HTTP.
+
+    Settings come from environment variables (see serving/settings.py): API key hashes,
+    DATABASE_URL, REDIS_URL, webhook URLs and limits.
+    """
     _configure_logging(verbose)
     import uvicorn
 
     from serving.api import create_app
-    from serving.rules import load_policy
-    from serving.scorer import Scorer
+    from serving.service import EscalationService
+    from serving.settings import load_settings
 
-    scorer = Scorer(_resolve_bundle(bundle), policy=load_policy(policy))
-    logger.info("serving bundle %s on http://%s:%d", scorer.manifest.name, host, port)
-    uvicorn.run(create_app(scorer), host=host, port=port, log_level="info")
+    settings = load_settings(bundle=bundle, policy=policy)
+    if settings.auth_disabled:
+        logger.warning("API keys are disabled (ESCALATION_AUTH_DISABLED); do not expose this "
+                       "server beyond this machine")
+    service = EscalationService(settings)
+    logger.info("serving on http://%s:%d", host, port)
+    uvicorn.run(create_app(service), host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=15)
+
+
+@app.command()
+def apikey() -> None:
+    """Print a new random API key and the sha256 hash to put in ESCALATION_API_KEY_HASHES."""
+    from serving.auth import generate_api_key
+
+    key, digest = generate_api_key()
+    typer.echo(f"key:  {key}")
+    typer.echo(f"hash: {digest}")
+    typer.echo("Give the key to the client once; configure only the hash on the server.")
 
 
 @app.command()

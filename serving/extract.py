@@ -279,17 +279,25 @@ _DURATION_COUNT = (r"(?:\d+|a|an|one|two|three|four|five|six|seven|eight|nine|te
 _DURATION_UNIT = r"(?:business\s+|working\s+)?(?:minutes?|mins?|hours?|hrs?|days?|weeks?)"
 
 
-def _iso_date_value(match: re.Match[str]) -> str | None:
-    # The pattern accepts 2024-13-45; only real calendar dates and times are kept.
+_ISO_DATE_PATTERN = re.compile(_ISO_DATE)
+
+
+def _is_calendar_date(text: str) -> bool:
+    # The pattern accepts 2024-13-45 and 2024-02-30; only real dates and times are kept.
     try:
-        datetime.fromisoformat(match.group("value"))
+        datetime.fromisoformat(text)
     except ValueError:
-        return None
-    return match.group("value")
+        return False
+    return True
+
+
+def _iso_date_value(match: re.Match[str]) -> str | None:
+    return match.group("value") if _is_calendar_date(match.group("value")) else None
 
 
 def _deadline_value(match: re.Match[str]) -> str | None:
-    return match.group(0)
+    dates = _ISO_DATE_PATTERN.findall(match.group(0))
+    return match.group(0) if all(_is_calendar_date(date) for date in dates) else None
 
 
 _DEADLINE_PATTERNS = (
@@ -371,12 +379,13 @@ def extract_conversation_entities(
 
 _STEP_VERBS = (
     r"try|retry|re-?try|restart|re-?start|reboot|reinstall|install|uninstall|update|upgrade|"
-    r"downgrade|clear|go(?!\s+ahead)|click|tap|double-click|right-click|open|close|select|choose|"
-    r"enter|re-?enter|type|check|ensure|make\s+sure|log\s+(?:out|in|off|on)|"
-    r"sign\s+(?:out|in)|reset|delete|remove|disable|enable|turn\s+(?:off|on)|switch|toggle|"
-    r"navigate|press|refresh|reload|visit|verify|confirm|use|change|set|unplug|plug|connect|"
-    r"disconnect|reconnect|download|upload|copy|paste|follow|scroll|run|force[- ](?:quit|stop|"
-    r"close)|quit|allow|grant|add|attach|send|contact|call|submit|power\s+(?:off|on|cycle)|"
+    r"downgrade|clear|go(?!\s+ahead)|click|tap|double-click|right-click|open|close|select|"
+    r"choose|enter|re-?enter|type|check(?!\s+(?:out|in\s+time)\b)|ensure|make\s+sure|"
+    r"log\s+(?:out|in|off|on)|sign\s+(?:out|in)|reset|delete|remove|disable|enable|"
+    r"turn\s+(?:off|on)|switch|toggle|navigate|press|refresh|reload|visit|use|change|set|"
+    r"unplug|plug|connect|disconnect|reconnect|download|upload|copy|paste|follow|scroll|run|"
+    r"force[- ](?:quit|stop|close)|quit|allow|grant|add|attach|send|"
+    r"contact(?!\s+(?:number|details|info))|call|submit|power\s+(?:off|on|cycle)|"
     r"wait(?!\s+(?:while|a\s+moment|a\s+second|a\s+minute))"
 )
 _STEP_START = re.compile(
@@ -387,7 +396,8 @@ _STEP_START = re.compile(
     r"i\s+(?:would\s+)?(?:suggest|recommend)(?:\s+that\s+you)?|i['’]d\s+(?:suggest|recommend)|"
     r"(?:could|can|would)\s+you(?:\s+please)?|try\s+to|make\s+sure\s+(?:to|you))\s+)?"
     r"(?:please\s+)?"
-    rf"(?:{_STEP_VERBS})\b",
+    # A hyphen after the verb makes a noun: "Check-in is at 3pm", "Log-in page".
+    rf"(?:{_STEP_VERBS})\b(?!-)",
     re.IGNORECASE,
 )
 # "1. Settings > Privacy" is a step even without a verb the list above knows.

@@ -509,8 +509,11 @@ def _header_lines(package: HandoffPackage) -> list[str]:
     urgency = package.urgency
     if urgency.sla_seconds is None:
         deadline = "no handoff due" + (", prepare an agent" if urgency.prepare_agent else "")
+    elif urgency.sla_seconds == 0:
+        deadline = "respond now"
     else:
-        deadline = f"respond within {urgency.sla_seconds} s, by {_time_text(urgency.respond_by)}"
+        deadline = (f"respond within {_duration_text(urgency.sla_seconds)}, by "
+                    f"{_time_text(urgency.respond_by)}")
     lines = [
         f"HANDOFF: {urgency.tier.value.upper()} ({deadline})",
         f"Reason: {package.reason.value if package.reason else 'none'}",
@@ -614,9 +617,9 @@ def _duration_text(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
-        return f"{hours} h {minutes} min"
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     if minutes:
-        return f"{minutes} min {secs} s"
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
     return f"{secs} s"
 
 

@@ -50,7 +50,7 @@ Embed = Callable[[list[str]], np.ndarray]
 class ReasonAssessment:
     """Why a conversation escalates: a topic, an urgency flag, and the evidence for both.
 
-    `reason` is always a topic, never Reason.URGENT. `scores` holds the cosine similarity of
+    `reason` is always a topic, never Reason.URGENT. `scores` contains the cosine similarity of
     the conversation to each reason's descriptions, keyed by reason value, and is empty when no
     customer embedding was given. `source` says how the topic was chosen.
     """

@@ -50,7 +50,7 @@ MAX_CAPACITY = 100
 
 
 class Level(IntEnum):
-    """Seniority of an agent; a higher level outranks a lower one."""
+    """Seniority of an agent. A higher level outranks a lower one."""
 
     L1 = 1
     L2 = 2
@@ -92,8 +92,11 @@ LEVEL_DESCRIPTIONS: dict[Level, str] = {
 
 
 class Skill(StrEnum):
-    """Topic an agent or team can handle. `refunds` is knowledge of refund procedures; the
-    right to approve one is the separate `can_approve_refunds` flag."""
+    """Topic an agent or team can handle.
+
+    `refunds` is knowledge of refund procedures. The right to approve a refund is the separate
+    `can_approve_refunds` flag.
+    """
 
     TECHNICAL = "technical"
     BILLING = "billing"
@@ -162,14 +165,14 @@ class Team(_Config):
             raise PydanticCustomError(
                 "overflow_pair",
                 "overflow_team and overflow_after_seconds must be set together or both left "
-                "out; got overflow_team={team!r}, overflow_after_seconds={seconds!r}",
-                {"team": self.overflow_team, "seconds": self.overflow_after_seconds},
+                "out; got overflow_team {team}, overflow_after_seconds {seconds}",
+                {"team": repr(self.overflow_team), "seconds": repr(self.overflow_after_seconds)},
             )
         if self.overflow_team == self.id:
             raise PydanticCustomError(
                 "overflow_self",
-                "overflow_team {team!r} is the team itself; name another team or leave it out",
-                {"team": self.id},
+                "overflow_team {team} is the team itself; name another team or leave it out",
+                {"team": repr(self.id)},
             )
         return self
 
@@ -244,7 +247,7 @@ class Roster(_Config):
         self._agents_by_id = {agent.id: agent for agent in self.agents}
 
     def team(self, team_id: str) -> Team:
-        """Return the team with id `team_id`; raises KeyError naming the known ids."""
+        """Return the team with id `team_id`, or raise KeyError naming the known ids."""
         try:
             return self._teams_by_id[team_id]
         except KeyError:
@@ -252,18 +255,18 @@ class Roster(_Config):
                            f"{', '.join(self._teams_by_id)}") from None
 
     def agent(self, agent_id: str) -> Agent:
-        """Return the agent with id `agent_id`; raises KeyError naming the problem."""
+        """Return the agent with id `agent_id`, or raise KeyError."""
         try:
             return self._agents_by_id[agent_id]
         except KeyError:
             raise KeyError(f"agent {agent_id!r} is not in the roster") from None
 
     def has_agent(self, agent_id: str) -> bool:
-        """Whether an agent with id `agent_id` is in the roster."""
+        """Return whether an agent with id `agent_id` is in the roster."""
         return agent_id in self._agents_by_id
 
     def has_team(self, team_id: str) -> bool:
-        """Whether a team with id `team_id` is in the roster."""
+        """Return whether a team with id `team_id` is in the roster."""
         return team_id in self._teams_by_id
 
     def members(self, team_id: str) -> Iterator[Agent]:
@@ -271,20 +274,24 @@ class Roster(_Config):
         return (agent for agent in self.agents if agent.team == team_id)
 
     def covers(self, agent: Agent, skill: Skill) -> bool:
-        """Whether `skill` is listed on the agent or on the agent's team."""
+        """Return whether `skill` is listed on the agent or on the agent's team."""
         return skill in agent.skills or skill in self._teams_by_id[agent.team].skills
 
     def skill_for(self, reason: Reason) -> Skill:
         """Return the skill that routes `reason`: its own skill, or general when no agent in
-        the roster covers it (a roster without a sales team sends sales to general support)."""
+        the roster covers it, so a roster without a sales team sends sales to general support.
+        """
         skill = REASON_SKILLS[reason]
         if any(self.covers(agent, skill) for agent in self.agents):
             return skill
         return Skill.GENERAL
 
     def team_for(self, skill: Skill) -> Team:
-        """Return the first team listing `skill`, else the first listing general, else the
-        first team; conversations for `skill` queue there when no agent is free."""
+        """Return the team where conversations for `skill` queue when no agent is free.
+
+        That is the first team listing `skill`, else the first listing general, else the first
+        team.
+        """
         for wanted in (skill, Skill.GENERAL):
             for team in self.teams:
                 if wanted in team.skills:
@@ -305,14 +312,16 @@ def _reference_problems(roster: Roster) -> list[str]:
 
 def _duplicate_problems(roster: Roster) -> list[str]:
     problems: list[str] = []
-    for key, items in (("teams", roster.teams), ("agents", roster.agents)):
+    id_lists = (("teams", [team.id for team in roster.teams]),
+                ("agents", [agent.id for agent in roster.agents]))
+    for key, ids in id_lists:
         first_index: dict[str, int] = {}
-        for index, item in enumerate(items):
-            if item.id in first_index:
-                problems.append(f"{key}[{index}].id: duplicate id {item.id!r}, first used by "
-                                f"{key}[{first_index[item.id]}]; ids must be unique")
+        for index, item_id in enumerate(ids):
+            if item_id in first_index:
+                problems.append(f"{key}[{index}].id: duplicate id {item_id!r}, first used by "
+                                f"{key}[{first_index[item_id]}]; ids must be unique")
             else:
-                first_index[item.id] = index
+                first_index[item_id] = index
     return problems
 
 
@@ -331,7 +340,9 @@ def _agent_role_problems(roster: Roster) -> list[str]:
     skills_of_team = {team.id: set(team.skills) for team in roster.teams}
     problems: list[str] = []
     for index, agent in enumerate(roster.agents):
-        skills = set(agent.skills) | skills_of_team.get(agent.team, set())
+        if agent.team not in skills_of_team:
+            continue
+        skills = set(agent.skills) | skills_of_team[agent.team]
         if agent.can_approve_refunds and Skill.BILLING not in skills:
             problems.append(
                 f"agents[{index}].can_approve_refunds: agent {agent.id!r} may approve refunds "
@@ -387,8 +398,8 @@ def _overflow_cycle(start: str, overflow_of: dict[str, str | None]) -> list[str]
 def load_roster(path: str | Path) -> Roster:
     """Read and validate a roster YAML file.
 
-    Raises RosterError when the file is missing, unreadable, not YAML, or fails validation;
-    the message names each bad key path with its value and what is allowed.
+    Raises RosterError when the file is missing, unreadable, not YAML, or fails validation.
+    The message names each bad key path with its value and what is allowed.
     """
     path = Path(path)
     source = str(path)

@@ -13,8 +13,8 @@
 
 Every rule also requires the agent's level to be at or above the request's `min_level`. An
 agent is free when its status is available and its load is below its capacity. When the first
-rule that applies finds nobody free, the next one is tried and the result records the first in
-`fallback_from`. When no rule finds anybody, the conversation queues on the team of the first
+rule that applies finds no free agent, the next one is tried and the result records the first in
+`fallback_from`. When no rule finds one, the conversation queues on the team of the first
 rule's candidates. Queues are ordered by urgency, then tier severity, then arrival.
 
 Whenever a slot frees up (`release`, `set_status`, `replace_roster`, `tick`), queued
@@ -112,7 +112,11 @@ def _parse_enum(kind: type[StrEnum], value: Any, name: str) -> Any:
 
 @dataclass(frozen=True)
 class RoutingResult:
-    """Where a conversation went: an agent, or a place in a team's queue, and why."""
+    """Outcome of routing one conversation: an agent or a place in a team's queue, and why.
+
+    `level` is the assigned agent's level, or for a queued conversation the lowest level that
+    may take it. `rule` is the rule that picked the agent or the queue's team.
+    """
 
     conversation_id: str
     status: RoutingStatus
@@ -218,7 +222,7 @@ class _Choice:
 
 
 class Router:
-    """Assign escalated conversations to agents of a roster, queueing when nobody is free.
+    """Assign escalated conversations to agents of a roster, queueing when no agent is free.
 
     Every public method holds one lock, so a Router may be shared by the threads of one
     process. Times come from `clock` (seconds, `time.time` by default).

@@ -27,7 +27,7 @@ from serving.messages import customer_messages
 from serving.metrics import ServiceMetrics
 from serving.notify import OutboxWorker, WebhookSettings
 from serving.reasons import ReasonClassifier, load_reason_config
-from serving.roster import DEFAULT_ROSTER_PATH, load_roster, roster_from_dict
+from serving.roster import load_roster, roster_from_dict
 from serving.routing import Router, RoutingRequest, RoutingResult
 from serving.rules import RuleMatch, load_policy
 from serving.schema import Conversation, CustomerProfile, Turn
@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 ESCALATED_EVENT = "conversation.escalated"
 REROUTED_EVENT = "conversation.rerouted"
+DEFAULT_ROSTER_PATH = Path(__file__).resolve().parent / "policies" / "roster.example.yaml"
 # How often queued conversations are checked for overflow to their fallback team.
 MAINTENANCE_INTERVAL_SECONDS = 1.0
 

@@ -105,8 +105,8 @@ class Settings(BaseModel):
         for value in hashes:
             if not _SHA256_HEX.fullmatch(value):
                 raise ValueError(
-                    f"{value[:12]!r}... is not a lowercase sha256 hex digest; store hashes, not "
-                    "keys: `escalation apikey` prints a new key and its hash"
+                    f"an entry of {len(value)} characters is not a lowercase sha256 hex digest; "
+                    "store hashes, not keys: `escalation apikey` prints a new key and its hash"
                 )
         return hashes
 

@@ -794,7 +794,7 @@ def test_concurrent_routing_never_exceeds_capacity() -> None:
     assert violations == []
     assert all(final_loads[agent_id] <= capacity[agent_id] for agent_id in capacity)
     assert snapshot["assigned"] == sum(final_loads.values())
-    # Releases free slots that the queue takes at once, so nobody idles while others wait.
+    # Releases free slots that the queue takes at once, so no agent idles while others wait.
     assert snapshot["queued"] == 0 or snapshot["assigned"] == sum(capacity.values())
 
 
