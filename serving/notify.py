@@ -130,7 +130,8 @@ def _parse_signature_header(header: str) -> tuple[int, list[str]]:
         elif name == SIGNATURE_VERSION:
             signatures.append(value)
 
-    if len(timestamps) != 1 or not timestamps[0].isdigit() or not signatures:
+    valid_timestamp = len(timestamps) == 1 and timestamps[0].isascii() and timestamps[0].isdigit()
+    if not valid_timestamp or not signatures:
         raise SignatureError(
             f"malformed {SIGNATURE_HEADER} header {header[:120]!r}: expected "
             f"'t=<unix seconds>,{SIGNATURE_VERSION}=<hex>'"
@@ -181,7 +182,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class WebhookSettings:
-    """Where webhook events go, how they are signed, and how the outbox worker delivers them."""
+    """Webhook target URLs, signing secret and delivery settings of the outbox worker."""
 
     urls: tuple[str, ...]
     secret: str = field(repr=False)
@@ -207,8 +208,8 @@ class WebhookSettings:
             _reject("poll_interval_seconds", self.poll_interval_seconds, "a number > 0")
         if self.batch_size < 1:
             _reject("batch_size", self.batch_size, "an integer >= 1")
-        # A batch is sent one event after another; a lease shorter than the whole batch could
-        # expire while an event is still in flight, and another worker would send it again.
+        # A batch is sent one event after another. A lease shorter than the whole batch could
+        # expire while an event is still in flight, and another worker would then send it again.
         longest_batch = self.batch_size * self.timeout_seconds
         if not self.lease_seconds > longest_batch:
             _reject("lease_seconds", self.lease_seconds,
@@ -266,7 +267,7 @@ def enqueue_notification(
 
 @dataclass(frozen=True)
 class DeliveryResult:
-    """What one POST of an event produced."""
+    """Result of one POST of an event."""
 
     outcome: Literal["delivered", "retry", "dead"]
     status_code: int | None
@@ -304,7 +305,7 @@ def _classify(response: httpx.Response) -> DeliveryResult:
         return DeliveryResult("delivered", status, None)
 
     error = f"HTTP {status} {response.reason_phrase}"
-    excerpt = response.text[:MAX_ERROR_BODY_CHARS].strip()
+    excerpt = " ".join(response.text[:MAX_ERROR_BODY_CHARS].split())
     if excerpt:
         error = f"{error}: {excerpt}"
     if status in RETRYABLE_STATUS_CODES or status >= 500:
@@ -332,7 +333,9 @@ class OutboxWorker:
     """A background thread that delivers due outbox events and records each outcome.
 
     `run_once` delivers one batch in the calling thread, for tests and for `stop(flush=True)`.
-    Several workers, in one process or many, may share a database: claims never overlap.
+    Several workers, in one process or many, may share a database: claims never overlap. Each
+    event goes to the URL stored in its outbox row, so removing a URL from the settings does
+    not cancel events already queued for it.
     """
 
     def __init__(
@@ -350,6 +353,8 @@ class OutboxWorker:
             )
         self.log = log
         self.settings = settings
+        # NOTE: httpx logs every request URL at INFO on the "httpx" logger. When webhook URLs
+        # carry tokens, the entry point should raise that logger to WARNING.
         self._client = client or httpx.Client(follow_redirects=False)
         self._owns_client = client is None
         self._rng = rng or random.Random()

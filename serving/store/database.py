@@ -6,10 +6,10 @@ URL is rewritten to `postgresql+psycopg://`. To keep the tables in a schema othe
 `public`, add `?options=-csearch_path%3D<schema>` to the URL (the schema must exist).
 
 `upgrade_database` applies the Alembic migrations shipped in `migrations/` without any
-alembic.ini. Several workers may call it at the same moment: on PostgreSQL the migration runs
+alembic.ini. Several workers may call it at the same moment. On PostgreSQL the migration runs
 in one transaction that first takes a transaction-level advisory lock, and on SQLite in one
-`BEGIN IMMEDIATE` transaction, so a late worker waits, then finds the schema at head and does
-nothing. To write a new migration, call
+`BEGIN IMMEDIATE` transaction. A late worker therefore waits, then finds the schema at head
+and does nothing. To write a new migration, call
 `alembic.command.revision(alembic_config(url), message=..., autogenerate=True)`.
 """
 
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 DATABASE_URL_VARIABLE = "DATABASE_URL"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# NOTE: in a non-editable install PROJECT_ROOT is the site-packages folder, so a deployed
+# service should set DATABASE_URL instead of relying on this default.
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'escalation.db'}"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")

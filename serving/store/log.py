@@ -55,7 +55,9 @@ class PredictionLog:
 
     The schema must be at head: call `serving.store.upgrade_database` at start-up first.
     Message text is personal data, so only its sha256 and length are stored unless
-    `store_text` is True. Database failures raise StoreError naming the operation.
+    `store_text` is True. Invalid arguments raise ValueError, and database failures raise
+    StoreError naming the operation. One log may be shared by threads, but a log yielded by
+    `transaction()` belongs to the thread that opened it.
     """
 
     def __init__(self, engine: Engine, *, store_text: bool = False) -> None:
@@ -90,8 +92,10 @@ class PredictionLog:
             with self.engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as error:
-            shown = self.engine.url.render_as_string(hide_password=True)
-            raise StoreError(f"{action} failed on the prediction log {shown}: {error}") from error
+            safe_url = self.engine.url.render_as_string(hide_password=True)
+            raise StoreError(
+                f"{action} failed on the prediction log {safe_url}: {error}"
+            ) from error
 
     # -- prediction log
 
@@ -241,7 +245,7 @@ class PredictionLog:
 
         Every row gets `idempotency_key` (a new UUID when None). Enqueueing the same key for the
         same URL again adds nothing and returns the existing row's event id, so a retried
-        request cannot send an event twice; the first body stays.
+        request cannot send an event twice. The row keeps the body of the first enqueue.
         """
         check_id("conversation_id", conversation_id)
         _check_event_type(event_type)
@@ -298,11 +302,13 @@ class PredictionLog:
         A claim counts an attempt and moves the event's next attempt `lease_seconds` ahead, so
         no other worker takes it while it is in flight. If the worker dies, the event is due
         again when the lease ends. On PostgreSQL the rows are selected with
-        FOR UPDATE SKIP LOCKED, so concurrent workers claim disjoint events without waiting;
-        on SQLite the transaction holds the database's write lock.
+        FOR UPDATE SKIP LOCKED, so concurrent workers claim disjoint events without waiting.
+        On SQLite the claiming transaction holds the database's write lock.
         """
         if limit < 1:
             raise ValueError(f"limit is {limit}; it must be >= 1")
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds is {lease_seconds}; it must be > 0")
         now = now or utc_now()
 
         due = (

@@ -74,7 +74,7 @@ class StoredHandoff:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a conversation ended: the ground truth that backtests and retraining join on."""
+    """Final state of a conversation, the ground truth that backtests and retraining join on."""
 
     conversation_id: str
     escalated: bool

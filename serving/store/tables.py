@@ -102,6 +102,7 @@ scored_turns = Table(
     Column("bundle", String(MAX_ID_CHARS), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("escalation_probability", Float, nullable=False),
+    # The sentiment and frustration heads score customer turns only; other roles store NULL.
     Column("sentiment_negative", Float, nullable=True),
     Column("sentiment_neutral", Float, nullable=True),
     Column("sentiment_positive", Float, nullable=True),

@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -333,10 +333,8 @@ def test_turns_come_back_in_turn_order(log: PredictionLog) -> None:
 
 
 def test_timestamps_read_back_as_utc(log: PredictionLog) -> None:
-    moment = datetime(2025, 3, 1, 12, 30, tzinfo=UTC).astimezone(
-        datetime.now().astimezone().tzinfo)
-    log.record_outcome(Outcome("conv-time", escalated=False, resolved=True,
-                               recorded_at=moment + timedelta(hours=0)))
+    moment = datetime(2025, 3, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
+    log.record_outcome(Outcome("conv-time", escalated=False, resolved=True, recorded_at=moment))
 
     outcome = log.outcome_for("conv-time")
     assert outcome is not None
