@@ -25,7 +25,7 @@ from serving.handoff import build_handoff_package, load_approaches, render_text
 from serving.live import TurnResult, apply_turn, hand_back, new_state
 from serving.messages import customer_messages
 from serving.metrics import ServiceMetrics
-from serving.notify import OutboxWorker, WebhookSettings
+from serving.notify import OutboxWorker, RetryPolicy, WebhookSettings, enqueue_notification
 from serving.reasons import ReasonClassifier, load_reason_config
 from serving.roster import load_roster, roster_from_dict
 from serving.routing import Router, RoutingRequest, RoutingResult
@@ -113,8 +113,12 @@ class EscalationService:
         upgrade_database(settings.database_url)
         self.log = PredictionLog(self.engine, store_text=settings.store_text)
         self.outbox = OutboxWorker(self.log, WebhookSettings(
+            urls=settings.webhook_urls,
             secret=settings.webhook_secret.get_secret_value() if settings.webhook_secret
-            else None))
+            else "",
+            retry=RetryPolicy(base_delay_seconds=settings.webhook_base_delay_seconds,
+                              max_attempts=settings.webhook_max_attempts),
+        ))
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
 
@@ -321,24 +325,31 @@ class EscalationService:
                 sentiment=result.sentiment, frustration=result.frustration,
                 decision=result.decision, rule_matches=list(result.new_matches),
                 latency_ms=latency_ms,
+                turn_payload=self._turn_payload(conversation_id, turn, result.turn_index),
             )
             if escalation is None:
                 return
             routing: RoutingResult = escalation["routing"]
             package = escalation["package"]
-            log.record_routing(conversation_id, status=routing.status.value,
-                               payload=routing.to_dict(), rule=routing.rule.value,
-                               team=routing.team_id)
+            _record_routing(log, routing)
             log.record_handoff(conversation_id, package_id=package.package_id,
                                package=package.model_dump(mode="json"))
-            if self.settings.webhook_urls:
-                log.enqueue_event(ESCALATED_EVENT, conversation_id, {
-                    "event": ESCALATED_EVENT,
-                    "conversation_id": conversation_id,
-                    "decision": result.decision.to_dict(),
-                    "routing": routing.to_dict(),
-                    "package": package.model_dump(mode="json"),
-                }, self.settings.webhook_urls)
+            enqueue_notification(log, ESCALATED_EVENT, conversation_id, {
+                "decision": result.decision.to_dict(),
+                "routing": routing.to_dict(),
+                "messages": escalation["messages"],
+                "package": package.model_dump(mode="json"),
+            }, self.settings.webhook_urls)
+
+    def _turn_payload(self, conversation_id: str, turn: Turn, turn_index: int) -> dict[str, Any]:
+        payload: dict[str, Any] = {"turn": turn.model_dump(mode="json", exclude_none=True)}
+        if turn_index == 0:
+            state = self.store.get(conversation_id)
+            if state is not None:
+                payload["conversation"] = {"channel": state.channel,
+                                           "started_at": state.started_at,
+                                           "customer": state.customer}
+        return payload
 
     def _turn_response(self, state: LiveState, result: TurnResult,
                        turn: Turn) -> dict[str, Any]:
@@ -472,17 +483,21 @@ class EscalationService:
 
     def _notify_reroute(self, routing: RoutingResult) -> None:
         with self.log.transaction() as log:
-            log.record_routing(routing.conversation_id, status=routing.status.value,
-                               payload=routing.to_dict(), rule=routing.rule.value,
-                               team=routing.team_id)
-            if self.settings.webhook_urls:
-                log.enqueue_event(REROUTED_EVENT, routing.conversation_id, {
-                    "event": REROUTED_EVENT,
-                    "conversation_id": routing.conversation_id,
-                    "routing": routing.to_dict(),
-                }, self.settings.webhook_urls)
+            _record_routing(log, routing)
+            enqueue_notification(log, REROUTED_EVENT, routing.conversation_id,
+                                 {"routing": routing.to_dict()}, self.settings.webhook_urls)
         logger.info("conversation %s re-routed: %s to %s", routing.conversation_id,
                     routing.status, routing.agent_id or routing.team_id)
+
+
+def _record_routing(log: PredictionLog, routing: RoutingResult) -> None:
+    log.record_routing(
+        routing.conversation_id, status=routing.status, payload=routing.to_dict(),
+        rule=routing.rule.value, team=routing.team_id, agent=routing.agent_id,
+        level=str(routing.level), queue_position=routing.queue_position,
+        estimated_wait_seconds=routing.estimated_wait_seconds,
+        overflowed=routing.rule.value == "overflow",
+    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -14,6 +14,8 @@ Every variable is optional; the defaults run on a laptop with no database or cac
 | ESCALATION_AUTH_DISABLED | `true` serves /v1 without API keys, for a local trial only |
 | ESCALATION_WEBHOOK_URLS | comma-separated URLs that receive escalation events |
 | ESCALATION_WEBHOOK_SECRET | shared secret that signs webhook events |
+| ESCALATION_WEBHOOK_MAX_ATTEMPTS | delivery attempts before an event is dead-lettered, default 10 |
+| ESCALATION_WEBHOOK_BASE_DELAY_SECONDS | first retry delay, doubled per attempt, default 5 |
 | ESCALATION_STATE_MAX_CONVERSATIONS | in-process state capacity (LRU), default 10000 |
 | ESCALATION_STATE_TTL_SECONDS | idle seconds before a conversation's state expires, default 86400 |
 | ESCALATION_MAX_BODY_BYTES | largest accepted request body, default 262144 |
@@ -42,10 +44,11 @@ from pydantic import (
 )
 
 from serving.errors import SettingsError
+from serving.notify import MIN_SECRET_CHARS as MIN_WEBHOOK_SECRET_CHARS
 from serving.schema import MAX_TURNS
+from serving.store.database import DEFAULT_DATABASE_URL
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'escalation.db'}"
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -59,6 +62,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "api_key_hashes": "ESCALATION_API_KEY_HASHES",
     "webhook_urls": "ESCALATION_WEBHOOK_URLS",
     "webhook_secret": "ESCALATION_WEBHOOK_SECRET",
+    "webhook_max_attempts": "ESCALATION_WEBHOOK_MAX_ATTEMPTS",
+    "webhook_base_delay_seconds": "ESCALATION_WEBHOOK_BASE_DELAY_SECONDS",
     "state_max_conversations": "ESCALATION_STATE_MAX_CONVERSATIONS",
     "state_ttl_seconds": "ESCALATION_STATE_TTL_SECONDS",
     "max_body_bytes": "ESCALATION_MAX_BODY_BYTES",
@@ -82,6 +87,8 @@ class Settings(BaseModel):
     api_key_hashes: tuple[str, ...] = ()
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: SecretStr | None = None
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    webhook_base_delay_seconds: float = Field(default=5.0, gt=0, le=3_600)
     state_max_conversations: int = Field(default=10_000, ge=1)
     state_ttl_seconds: float = Field(default=86_400.0, gt=0)
     max_body_bytes: int = Field(default=262_144, ge=1_024)
@@ -96,6 +103,14 @@ class Settings(BaseModel):
                 "no API key is configured; set ESCALATION_API_KEY_HASHES to the sha256 of each "
                 "accepted key (`escalation apikey` prints a new key and its hash), or set "
                 "ESCALATION_AUTH_DISABLED=true for a local trial"
+            )
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        if self.webhook_urls and len(secret) < MIN_WEBHOOK_SECRET_CHARS:
+            raise ValueError(
+                f"ESCALATION_WEBHOOK_URLS is set, so ESCALATION_WEBHOOK_SECRET must hold a "
+                f"shared secret of at least {MIN_WEBHOOK_SECRET_CHARS} characters (it has "
+                f"{len(secret)}); generate one with "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
             )
         return self
 

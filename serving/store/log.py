@@ -114,8 +114,12 @@ class PredictionLog:
         rule_matches: Sequence[RuleMatch],
         latency_ms: float | None = None,
         created_at: datetime | None = None,
+        turn_payload: Mapping[str, Any] | None = None,
     ) -> int:
         """Record one scored turn and return its row id.
+
+        `turn_payload` is the validated turn as JSON (with the conversation header on the first
+        turn); like the text it is kept only when the log stores text.
 
         `sentiment` maps negative/neutral/positive to probabilities, and it and `frustration`
         are None for turns the heads did not score. `rule_matches` are the matches that fired at
@@ -149,6 +153,8 @@ class PredictionLog:
             "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
             "text_length": len(text),
             "text": text if self.store_text else None,
+            "turn": _plain_json("turn", turn_payload)
+            if self.store_text and turn_payload is not None else None,
         }
         action = f"recording turn {turn_index} of conversation {conversation_id!r}"
         with self._begin(action) as connection:
@@ -413,6 +419,24 @@ class PredictionLog:
                  .order_by(scored_turns.c.turn_index, scored_turns.c.id))
         with self._begin(f"reading turns of conversation {conversation_id!r}") as connection:
             return [_stored_turn(row) for row in connection.execute(query)]
+
+    def transcript(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Return the stored turn payloads of a conversation in order, or [] when any is missing.
+
+        Each item is {"turn": ..., "conversation": ... (first turn only), "escalated": bool}.
+        A conversation logged without text cannot be rebuilt, so it returns [].
+        """
+        query = (select(scored_turns.c.turn_index, scored_turns.c.turn, scored_turns.c.escalate)
+                 .where(scored_turns.c.conversation_id == conversation_id)
+                 .order_by(scored_turns.c.turn_index, scored_turns.c.id))
+        with self._begin(f"reading the transcript of {conversation_id!r}") as connection:
+            rows = list(connection.execute(query))
+        items: list[dict[str, Any]] = []
+        for expected_index, row in enumerate(rows):
+            if row.turn is None or row.turn_index != expected_index:
+                return []
+            items.append({**row.turn, "escalated": bool(row.escalate)})
+        return items
 
     def routing_for(self, conversation_id: str) -> list[StoredRouting]:
         """Return the routing results of a conversation, oldest first."""

@@ -40,6 +40,7 @@ class StoredTurn:
     text_sha256: str
     text_length: int
     text: str | None
+    turn: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
