@@ -138,7 +138,7 @@ class SignatureError(EscalationError, ValueError):
 
 
 class HandoffConfigError(PolicyError):
-    """The customer message templates or the approaches YAML is invalid; names the key."""
+    """The message templates or the approaches YAML is invalid; the message names the key."""
 
 
 class SimilarCaseIndexError(BundleError):

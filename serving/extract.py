@@ -21,7 +21,7 @@ from serving.schema import Conversation, Role
 
 
 class EntityKind(StrEnum):
-    """What an extracted entity is."""
+    """Kind of an extracted entity."""
 
     ERROR = "error"
     VERSION = "version"
@@ -50,7 +50,7 @@ class Entity(_Frozen):
 
 
 class SuggestedStep(_Frozen):
-    """A sentence in which the assistant told the customer to do something."""
+    """A sentence in which the assistant instructs the customer to do something."""
 
     turn_index: int
     text: str
@@ -208,8 +208,8 @@ _ORDER_PATTERNS = (
         rf"\border\s+(?P<value>(?=[0-9-]*[a-z]){_ORDER_ID})\b", re.IGNORECASE), _group_value),
 )
 
-# Thousands separated by ",", "." or "'" (1,234 / 1.234 / 1'234), then an optional decimal
-# part of one or two digits; neighbouring digits are excluded so "12345" is not read as "345".
+# Thousands may be separated by ",", "." or "'" (1,234 / 1.234 / 1'234), and a decimal part
+# has one or two digits. The lookarounds stop "12345" from being read as "345".
 _NUMBER = r"(?<![\d.,])(?P<number>(?:\d{1,3}(?:[,.']\d{3})+|\d+)(?:[.,]\d{1,2})?)(?![\d])"
 _CURRENCY_CODES = (
     "USD|EUR|GBP|CHF|JPY|CAD|AUD|NZD|SEK|NOK|DKK|PLN|CZK|HUF|INR|CNY|BRL|MXN|ZAR|SGD|HKD"
@@ -310,8 +310,8 @@ _DEADLINE_PATTERNS = (
     _Pattern(EntityKind.DEADLINE, re.compile(
         rf"\b(?:within|in\s+the\s+next)\s+(?:the\s+next\s+)?{_DURATION_COUNT}\s+"
         rf"{_DURATION_UNIT}\b", re.IGNORECASE), _deadline_value),
-    # A bare "today", "tonight" or "tomorrow": in support chats these mostly say when the
-    # customer needs something. "today's" is an attribute, not a deadline.
+    # A bare "today", "tonight" or "tomorrow", because in support chats these mostly state
+    # when the customer needs something. "today's" is an attribute, not a deadline.
     _Pattern(EntityKind.DEADLINE, re.compile(
         r"\b(?:today|tonight|tomorrow)\b(?!['’]s)", re.IGNORECASE), _deadline_value),
     # An ISO 8601 date, with an optional time.
@@ -340,11 +340,11 @@ def extract_entities(text: str, turn_index: int) -> list[Entity]:
     candidates.sort(key=lambda item: (-(item[1].span[1] - item[1].span[0]), item[0],
                                       item[1].span[0]))
 
-    kept: list[Entity] = []
+    chosen: list[Entity] = []
     for _, entity in candidates:
-        if not any(_overlaps(entity.span, other.span) for other in kept):
-            kept.append(entity)
-    return sorted(kept, key=lambda entity: entity.span)
+        if not any(_overlaps(entity.span, other.span) for other in chosen):
+            chosen.append(entity)
+    return sorted(chosen, key=lambda entity: entity.span)
 
 
 def _candidates(text: str, turn_index: int) -> Iterator[tuple[int, Entity]]:
@@ -365,10 +365,10 @@ def extract_conversation_entities(
     conversation: Conversation, roles: Iterable[Role] = (Role.CUSTOMER,)
 ) -> list[Entity]:
     """Return the entities of every turn written by one of `roles`, in conversation order."""
-    wanted = frozenset(roles)
+    selected_roles = frozenset(roles)
     entities: list[Entity] = []
     for index, turn in enumerate(conversation.turns):
-        if turn.role in wanted:
+        if turn.role in selected_roles:
             entities.extend(extract_entities(turn.text, index))
     return entities
 
@@ -400,12 +400,12 @@ _STEP_START = re.compile(
     rf"(?:{_STEP_VERBS})\b(?!-)",
     re.IGNORECASE,
 )
-# "1. Settings > Privacy" is a step even without a verb the list above knows.
+# "1. Settings > Privacy" is a step even when its first word is not in _STEP_VERBS.
 _NUMBERED_ITEM = re.compile(r"^(?:step\s*)?\d{1,2}[.)]\s+\S", re.IGNORECASE)
 
 
 def is_instruction(sentence: str) -> bool:
-    """Return whether a sentence tells the reader to do something, or is a numbered step."""
+    """Return whether a sentence is an instruction to the reader or a numbered step."""
     stripped = sentence.strip()
     return bool(_STEP_START.match(stripped) or _NUMBERED_ITEM.match(stripped))
 
@@ -418,11 +418,11 @@ def suggested_steps(
     A sentence repeated later, compared without case and extra whitespace, is listed once at
     its first occurrence.
     """
-    wanted = frozenset(roles)
+    selected_roles = frozenset(roles)
     seen: set[str] = set()
     steps: list[SuggestedStep] = []
     for index, turn in enumerate(conversation.turns):
-        if turn.role not in wanted:
+        if turn.role not in selected_roles:
             continue
         for start, end in split_sentences(turn.text):
             sentence = turn.text[start:end]

@@ -1,13 +1,13 @@
 """Handoff package: what a human agent needs to take over an escalated conversation.
 
-`build_handoff_package` collects, for one conversation at the moment of the handoff: the
-urgency and why, who the customer is (with personal fields marked), the customer's key
-sentences, entities such as error codes and order ids, the steps the assistant already
-suggested, a recommended approach for the reason, the assistant's confidence and the
-customer's sentiment over time, and the most similar resolved past conversations. The
-package is a pydantic model whose JSON Schema is published at
-`serving/schemas/handoff_package.schema.json` (regenerate it with `python -m serving.handoff`),
-and `render_text` turns it into plain text for agent consoles that show no JSON.
+`build_handoff_package` collects what one conversation looks like at the moment of the
+handoff. That is the urgency and its causes, the customer profile with personal fields marked,
+the customer's key sentences, entities such as error codes and order ids, and the steps the
+assistant already suggested. It adds a recommended approach for the reason, the assistant's
+confidence and the customer's sentiment over time, and the most similar resolved past
+conversations. The package is a pydantic model whose JSON Schema is published at
+`serving/schemas/handoff_package.schema.json` (regenerate it with `python -m serving.handoff`).
+`render_text` turns a package into plain text for agent consoles that show no JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 Embed = Callable[[list[str]], np.ndarray]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Final = "1.0"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "handoff_package.schema.json"
 DEFAULT_APPROACHES_PATH = Path(__file__).resolve().parent / "policies" / "approaches.yaml"
@@ -71,7 +71,7 @@ class _Model(BaseModel):
 
 
 class Urgency(_Model):
-    """How soon an agent must join, and the model figures behind the decision."""
+    """Deadline for an agent to join, and the model figures behind the decision."""
 
     tier: Tier
     sla_seconds: int | None = Field(description="Seconds within which an agent must join.")
@@ -104,7 +104,7 @@ class CustomerField(_Model):
 
 
 class ConversationInfo(_Model):
-    """Where the conversation happens and how long it has run."""
+    """Channel, source, timing and size of the conversation."""
 
     channel: str | None
     source: str | None
@@ -176,9 +176,12 @@ class HandoffPackage(_Model):
     created_at: datetime
     bundle: str = Field(description="Name of the model bundle that scored the conversation.")
     urgency: Urgency
-    reason: Reason | None = Field(description="Escalation reason category; null when the "
-                                              "decision does not escalate.")
-    trigger: TriggerReason | None = Field(description="The most urgent, earliest cause.")
+    reason: Reason | None = Field(
+        description="Escalation reason category, from the caller or else from the decision; "
+                    "null when neither sets one, as for a decision that does not escalate.")
+    trigger: TriggerReason | None = Field(
+        description="The first of `reasons`: the cause with the most urgent tier, and the "
+                    "earliest of those.")
     reasons: list[TriggerReason]
     key_points: list[KeyPoint]
     entities: list[Entity]
@@ -253,6 +256,7 @@ def build_handoff_package(
     approaches: Mapping[Reason, Approach],
     now: datetime | None = None,
     bundle: str,
+    reason: Reason | None = None,
     key_point_count: int = DEFAULT_KEY_POINTS,
     similar_count: int = DEFAULT_NEIGHBOURS,
 ) -> HandoffPackage:
@@ -261,13 +265,15 @@ def build_handoff_package(
     `turn_scores` are the scores of the customer turns (any order, each turn at most once).
     `embed` maps texts to [n, dimension] sentence embeddings; it is called for the key
     points and, with an index, for the conversation vector. `now` defaults to the current
-    UTC time, and a naive `now` is taken as UTC. Entities come from customer turns only, and
-    suggested steps from assistant turns. The conversation's own id is excluded from the
-    similar cases.
+    UTC time, and a naive `now` is taken as UTC. `routing` is copied as given and must contain
+    JSON values only. `reason` replaces `decision.reason_category` when the caller classified
+    the reason by other means, such as the customer's text. Entities come from customer turns
+    only, and suggested steps from assistant turns. The conversation's own id is excluded from
+    the similar cases.
     """
     created_at = _as_utc(now) if now is not None else datetime.now(UTC)
     signals = _customer_signals(conversation, turn_scores)
-    reason = decision.reason_category
+    category = reason if reason is not None else decision.reason_category
     reasons = [_trigger_reason(item) for item in decision.reasons]
 
     package = HandoffPackage(
@@ -276,13 +282,13 @@ def build_handoff_package(
         created_at=created_at,
         bundle=bundle,
         urgency=_urgency(decision, created_at),
-        reason=reason,
+        reason=category,
         trigger=reasons[0] if reasons else None,
         reasons=reasons,
         key_points=select_key_points(conversation, embed, key_point_count),
         entities=extract_conversation_entities(conversation),
         suggested_steps=suggested_steps(conversation),
-        approach=_recommended_approach(approaches, reason or Reason.GENERAL),
+        approach=_recommended_approach(approaches, category or Reason.GENERAL),
         customer=customer_fields(conversation.customer),
         conversation=_conversation_info(conversation),
         assistant_confidence=confidence_trend(conversation),
@@ -294,7 +300,7 @@ def build_handoff_package(
     logger.info("built handoff package %s for conversation %s: tier %s, reason %s, "
                 "%d key points, %d entities, %d suggested steps, %d similar cases",
                 package.package_id, conversation.id, decision.tier.value,
-                reason.value if reason else "none", len(package.key_points),
+                category.value if category else "none", len(package.key_points),
                 len(package.entities), len(package.suggested_steps),
                 len(package.similar_cases))
     return package
@@ -502,7 +508,7 @@ def render_text(package: HandoffPackage) -> str:
                              for key, value in sorted((package.routing or {}).items())])
         if package.routing is not None else [],
     ]
-    return "\n\n".join("\n".join(lines) for lines in sections if lines) + "\n"
+    return "\n\n".join("\n".join(_fit(lines)) for lines in sections if lines) + "\n"
 
 
 def _header_lines(package: HandoffPackage) -> list[str]:
@@ -524,14 +530,15 @@ def _header_lines(package: HandoffPackage) -> list[str]:
                            f"{trigger.turn_index})"))
     lines.append(f"Escalation probability: {urgency.escalation_probability:.2f} (threshold "
                  f"{urgency.escalation_threshold:.2f})")
-    lines.append(f"Conversation {package.conversation_id}, package {package.package_id}")
+    lines.append(f"Conversation: {package.conversation_id}")
+    lines.append(f"Package: {package.package_id}")
     return lines
 
 
 def _entity_text(entity: Entity) -> str:
-    shown = entity.text if entity.value in (entity.text, "") else \
+    label = entity.text if entity.value in (entity.text, "") else \
         f"{entity.text} ({entity.value})"
-    return f"{entity.kind.value}: {shown} [turn {entity.turn_index}]"
+    return f"{entity.kind.value}: {label} [turn {entity.turn_index}]"
 
 
 def _approach_lines(approach: RecommendedApproach) -> list[str]:
@@ -591,6 +598,14 @@ def _section(title: str, items: list[str]) -> list[str]:
     for item in items:
         lines.extend(_wrap(f"- {item}", indent="  "))
     return lines
+
+
+def _fit(lines: list[str]) -> list[str]:
+    # Ids and names can be up to 200 characters, so even unwrapped lines may need a break.
+    fitted: list[str] = []
+    for line in lines:
+        fitted.extend(_wrap(line, indent="  ") if len(line) > TEXT_WIDTH else [line])
+    return fitted
 
 
 def _wrap(text: str, *, first: str = "", indent: str = "  ") -> list[str]:

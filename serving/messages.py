@@ -117,8 +117,9 @@ def _name_or_fallback(name: str | None, templates: MessageTemplates, key: str) -
 def describe_wait(seconds: float) -> str:
     """Return a wait in words rounded to a unit a person would use, e.g. "about 2 minutes".
 
-    Under a minute gives "less than a minute"; up to 15 minutes rounds to the minute, up to an
-    hour to 5 minutes, up to a day to the hour, and longer waits to the day. Halves round up.
+    Under a minute gives "less than a minute". Waits up to 15 minutes round to the minute,
+    up to an hour to 5 minutes, up to a day to the hour, and longer ones to the day. Halves
+    round up.
     """
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"wait of {seconds} seconds is invalid; pass a finite number >= 0")
@@ -244,8 +245,8 @@ def check_template(template: Any, key_path: str, source: str = "message template
                                  "literal braces as '{{' and '}}'") from None
     for name, spec, conversion in fields:
         if name not in ALLOWED_PLACEHOLDERS:
-            shown = "{" + name + "}"
-            raise HandoffConfigError(f"{where} uses the unknown placeholder {shown}; allowed "
+            placeholder = "{" + name + "}"
+            raise HandoffConfigError(f"{where} uses the unknown placeholder {placeholder}; allowed "
                                      f"placeholders: {allowed}")
         if spec or conversion:
             raise HandoffConfigError(f"{where} gives placeholder {{{name}}} a conversion or "

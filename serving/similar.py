@@ -1,6 +1,6 @@
 """Nearest-neighbour index of resolved past conversations, stored as two bundle files.
 
-`similar_cases.npy` holds a float32 [n, dimension] array of L2-normalised conversation
+`similar_cases.npy` contains a float32 [n, dimension] array of L2-normalised conversation
 vectors, and `similar_cases.json` a list of n case records in the same order. A conversation's
 vector is the re-normalised mean of the embeddings of its non-empty customer turns, computed
 by `conversation_vector` when serving and by the training job when it builds the index, so

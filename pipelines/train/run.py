@@ -24,12 +24,14 @@ from pipelines.registry import log_bundle, log_metrics, log_params, start_run
 from pipelines.train.config import TrainConfig
 from pipelines.train.embeddings import EmbeddingCache
 from pipelines.train.heads import fit_escalation, fit_frustration, fit_sentiment
+from pipelines.train.similar import build_similar_case_index
 from pipelines.train.tables import EscalationTable, escalation_table, message_table
 from serving.bundle import (
     EncoderSpec,
     HeadSpec,
     Manifest,
     MlflowRef,
+    SimilarCasesSpec,
     Thresholds,
     hash_bundle_files,
     write_manifest,
@@ -115,6 +117,7 @@ def train(
             config, data, embed, staging, policy, frustration_threshold
         )
         head_specs["escalation"] = escalation_spec
+        similar = _build_similar_cases(data, embed, staging)
 
         manifest = Manifest(
             name=name,
@@ -125,7 +128,9 @@ def train(
             thresholds=thresholds_found,
             training_data=data.fingerprint,
             parameters=config.model_dump(),
-            files=hash_bundle_files(staging, _bundle_files(encoder.spec(), head_specs)),
+            files=hash_bundle_files(staging, _bundle_files(encoder.spec(), head_specs)
+                                    + [similar.vectors, similar.cases]),
+            similar_cases=similar,
             mlflow=MlflowRef(run_id=run.info.run_id, experiment=config.mlflow.experiment,
                              registered_model=config.mlflow.registered_model),
         )
@@ -228,6 +233,15 @@ def _train_escalation_head(
         "positive_rate_train": float(train_table.labels.mean()),
     }
     return spec, thresholds, validation
+
+
+def _build_similar_cases(
+    data: TrainingData, embed: Callable[[list[str]], np.ndarray], staging: Path
+) -> SimilarCasesSpec:
+    # Only training conversations go in: a test conversation must not find itself.
+    vectors, cases = build_similar_case_index(data.conversations["train"], embed, staging)
+    count = len(json.loads(cases.read_text(encoding="utf-8")))
+    return SimilarCasesSpec(vectors=vectors.name, cases=cases.name, count=count)
 
 
 def _export(

@@ -27,8 +27,10 @@ def test_bundle_contains_manifest_files(trained_bundle: TrainedBundle) -> None:
 
     assert sorted(manifest.files) == sorted(
         ["encoder.int8.onnx", "tokenizer.json", "sentiment.onnx", "frustration.onnx",
-         "escalation.onnx"]
+         "escalation.onnx", "similar_cases.npy", "similar_cases.json"]
     )
+    assert manifest.similar_cases is not None
+    assert manifest.similar_cases.count > 0
     assert manifest.feature_names == list(FEATURE_NAMES)
     assert manifest.encoder.variant == "int8"
     assert manifest.encoder.parity["int8_min_cosine"] >= 0.93

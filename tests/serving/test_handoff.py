@@ -1,7 +1,7 @@
 """Tests of the handoff package, its JSON Schema, text rendering, key points and messages.
 
-Packages are built from the real example conversation and real USS dialogues, the real
-encoder, the real rule policy and `decide`; turn scores are built directly from their
+Packages are built from the real example conversation and real USS dialogues, with the real
+encoder, the real rule policy and `decide`. Turn scores are built directly from their
 dataclass with fixed model outputs, so no bundle has to be trained.
 """
 
@@ -25,6 +25,7 @@ from serving.errors import HandoffConfigError
 from serving.handoff import (
     DEFAULT_APPROACHES_PATH,
     DEFAULT_SCHEMA_PATH,
+    Approach,
     HandoffPackage,
     approaches_from_dict,
     build_handoff_package,
@@ -87,7 +88,7 @@ def uss() -> list[Conversation]:
 
 
 @pytest.fixture(scope="module")
-def approaches() -> dict[Reason, Any]:
+def approaches() -> dict[Reason, Approach]:
     return load_approaches()
 
 
@@ -124,7 +125,7 @@ def scored(conversation: Conversation, probabilities: list[float]) -> tuple[list
 @pytest.fixture(scope="module")
 def package(
     at_handoff: Conversation, encoder: Encoder, similar_index: SimilarCaseIndex,
-    approaches: dict[Reason, Any],
+    approaches: dict[Reason, Approach],
 ) -> HandoffPackage:
     scores, decision = scored(at_handoff, [0.35, 0.82])
     return build_handoff_package(at_handoff, scores, decision, routing=ROUTING,
@@ -160,18 +161,28 @@ def schema_problems(value: Any, schema: dict[str, Any], defs: dict[str, Any],
         return [f"{path}: {value!r} is not one of {schema['enum']}"]
 
     expected = schema.get("type")
-    types = {"object": dict, "array": list, "string": str, "boolean": bool,
-             "integer": int, "number": (int, float), "null": type(None)}
     if expected is None:
         return []
-    if not isinstance(value, types[expected]) or (
-            expected in ("integer", "number") and isinstance(value, bool)):
+    if not _has_type(value, expected):
         return [f"{path}: {value!r} is not of type {expected}"]
     if expected == "object":
         return _object_problems(value, schema, defs, path)
     if expected == "array":
         return _array_problems(value, schema, defs, path)
     return []
+
+
+JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict, "array": list, "string": str, "boolean": bool, "integer": int,
+    "number": (int, float), "null": type(None),
+}
+
+
+def _has_type(value: Any, expected: str) -> bool:
+    # bool is a subclass of int in Python but not a number in JSON Schema.
+    if expected in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, JSON_TYPES[expected])
 
 
 def _object_problems(value: dict[str, Any], schema: dict[str, Any], defs: dict[str, Any],
@@ -373,7 +384,7 @@ def test_package_entities(package: HandoffPackage) -> None:
 
 
 def test_package_approach_for_reason(package: HandoffPackage,
-                                     approaches: dict[Reason, Any]) -> None:
+                                     approaches: dict[Reason, Approach]) -> None:
     assert package.approach.reason is Reason.BILLING
     assert package.approach.summary == approaches[Reason.BILLING].summary
     assert package.approach.checklist == approaches[Reason.BILLING].checklist
@@ -397,7 +408,7 @@ def test_routing_is_copied(package: HandoffPackage) -> None:
 
 
 def test_naive_now_is_utc(at_handoff: Conversation, encoder: Encoder,
-                          approaches: dict[Reason, Any]) -> None:
+                          approaches: dict[Reason, Approach]) -> None:
     scores, decision = scored(at_handoff, [0.35, 0.82])
 
     built = build_handoff_package(at_handoff, scores, decision, routing=None,
@@ -408,8 +419,22 @@ def test_naive_now_is_utc(at_handoff: Conversation, encoder: Encoder,
     assert built.created_at == NOW
 
 
+def test_reason_argument_overrides_decision(at_handoff: Conversation, encoder: Encoder,
+                                            approaches: dict[Reason, Approach]) -> None:
+    scores, decision = scored(at_handoff, [0.35, 0.82])
+
+    built = build_handoff_package(at_handoff, scores, decision, routing=None,
+                                  embed=encoder.encode, similar_index=None,
+                                  approaches=approaches, now=NOW, bundle="b",
+                                  reason=Reason.ACCOUNT)
+
+    assert decision.reason_category is Reason.BILLING
+    assert built.reason is Reason.ACCOUNT
+    assert built.approach.reason is Reason.ACCOUNT
+
+
 def test_uss_conversation_package(uss: list[Conversation], encoder: Encoder,
-                                  approaches: dict[Reason, Any]) -> None:
+                                  approaches: dict[Reason, Approach]) -> None:
     conversation = uss[0]
     scores, decision = scored(conversation, [0.1] * len(conversation.customer_turn_indices()))
 
@@ -426,7 +451,7 @@ def test_uss_conversation_package(uss: list[Conversation], encoder: Encoder,
 
 
 def test_no_escalation_uses_general_approach(uss: list[Conversation], encoder: Encoder,
-                                             approaches: dict[Reason, Any]) -> None:
+                                             approaches: dict[Reason, Approach]) -> None:
     conversation = uss[0]
     scores, decision = scored(conversation, [0.1] * len(conversation.customer_turn_indices()))
 
@@ -442,7 +467,7 @@ def test_no_escalation_uses_general_approach(uss: list[Conversation], encoder: E
 
 
 def test_turn_score_of_assistant_turn_raises(at_handoff: Conversation, encoder: Encoder,
-                                             approaches: dict[Reason, Any]) -> None:
+                                             approaches: dict[Reason, Approach]) -> None:
     scores, decision = scored(at_handoff, [0.35, 0.82])
     wrong = [scores[0], TurnScore(1, scores[1].sentiment, 0.1, 0.5, (), scores[1].decision)]
 
@@ -452,7 +477,7 @@ def test_turn_score_of_assistant_turn_raises(at_handoff: Conversation, encoder: 
 
 
 def test_duplicate_turn_score_raises(at_handoff: Conversation, encoder: Encoder,
-                                     approaches: dict[Reason, Any]) -> None:
+                                     approaches: dict[Reason, Approach]) -> None:
     scores, decision = scored(at_handoff, [0.35, 0.82])
 
     with pytest.raises(ValueError, match="turn 2 has more than one turn score"):
@@ -462,9 +487,9 @@ def test_duplicate_turn_score_raises(at_handoff: Conversation, encoder: Encoder,
 
 
 def test_missing_approach_raises(at_handoff: Conversation, encoder: Encoder,
-                                 approaches: dict[Reason, Any]) -> None:
+                                 approaches: dict[Reason, Approach]) -> None:
     scores, decision = scored(at_handoff, [0.35, 0.82])
-    partial = {reason: approach for reason, approach in approaches.items()
+    partial: dict[Reason, Approach] = {reason: approach for reason, approach in approaches.items()
                if reason is not Reason.BILLING}
 
     with pytest.raises(ValueError, match="no recommended approach for reason 'billing'"):
@@ -474,7 +499,7 @@ def test_missing_approach_raises(at_handoff: Conversation, encoder: Encoder,
 
 def test_build_logs_no_text_or_personal_data(
     at_handoff: Conversation, encoder: Encoder, similar_index: SimilarCaseIndex,
-    approaches: dict[Reason, Any], caplog: pytest.LogCaptureFixture,
+    approaches: dict[Reason, Approach], caplog: pytest.LogCaptureFixture,
 ) -> None:
     scores, decision = scored(at_handoff, [0.35, 0.82])
     caplog.set_level(logging.DEBUG)
@@ -669,12 +694,23 @@ def test_text_lists_similar_cases(text: str, package: HandoffPackage) -> None:
         assert f"- {case.id} (similarity {case.score:.2f}" in text
 
 
+def test_text_wraps_long_ids(package: HandoffPackage) -> None:
+    long_id = "conversation-" + "x" * 150
+    data = package.model_dump(mode="json")
+    data["conversation_id"] = long_id
+
+    rendered = render_text(HandoffPackage.model_validate(data))
+
+    assert max(len(line) for line in rendered.splitlines()) <= 78
+    assert long_id in "".join(rendered.split())
+
+
 # ---------------------------------------------------------------------------------------------
 # Approaches
 # ---------------------------------------------------------------------------------------------
 
 
-def test_approaches_cover_every_reason(approaches: dict[Reason, Any]) -> None:
+def test_approaches_cover_every_reason(approaches: dict[Reason, Approach]) -> None:
     assert set(approaches) == set(Reason)
 
 
@@ -876,3 +912,4 @@ def test_duplicate_yaml_key_raises(tmp_path: Path) -> None:
 def test_missing_templates_file_raises(tmp_path: Path) -> None:
     with pytest.raises(HandoffConfigError, match="file not found"):
         load_message_templates(tmp_path / "absent.yaml")
+

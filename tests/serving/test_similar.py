@@ -126,7 +126,8 @@ def test_nearest_copies_case_fields(index: SimilarCaseIndex,
 
 
 def test_nearest_finds_same_topic(index: SimilarCaseIndex, encoder: Encoder) -> None:
-    # uss-sgd-0037 is the only dialogue of the 80 that asks for a movie.
+    # In uss-sgd-0037 every customer turn is about finding a movie to watch. Two other
+    # dialogues mention a film, but then move on to cinema tickets or restaurants.
     query = encoder.encode(["I want to find a movie to watch tonight"])
 
     assert index.nearest(query, k=1)[0].id == "uss-sgd-0037"
