@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serving.bundle import find_latest_bundle
 from serving.decision import Decision
-from serving.errors import ConversationStateError
+from serving.errors import ConversationStateError, RoutingLookupError
 from serving.handoff import build_handoff_package, load_approaches, render_text
 from serving.live import TurnResult, apply_turn, hand_back, new_state
 from serving.messages import customer_messages
@@ -112,13 +112,15 @@ class EscalationService:
         self.engine = create_store_engine(settings.database_url)
         upgrade_database(settings.database_url)
         self.log = PredictionLog(self.engine, store_text=settings.store_text)
-        self.outbox = OutboxWorker(self.log, WebhookSettings(
-            urls=settings.webhook_urls,
-            secret=settings.webhook_secret.get_secret_value() if settings.webhook_secret
-            else "",
-            retry=RetryPolicy(base_delay_seconds=settings.webhook_base_delay_seconds,
-                              max_attempts=settings.webhook_max_attempts),
-        ))
+        # Without webhook URLs nothing is ever enqueued, so no worker is needed.
+        self.outbox: OutboxWorker | None = None
+        if settings.webhook_urls and settings.webhook_secret is not None:
+            self.outbox = OutboxWorker(self.log, WebhookSettings(
+                urls=settings.webhook_urls,
+                secret=settings.webhook_secret.get_secret_value(),
+                retry=RetryPolicy(base_delay_seconds=settings.webhook_base_delay_seconds,
+                                  max_attempts=settings.webhook_max_attempts),
+            ))
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
 
@@ -126,7 +128,8 @@ class EscalationService:
 
     def start(self) -> None:
         """Start the outbox worker and the queue maintenance thread."""
-        self.outbox.start()
+        if self.outbox is not None:
+            self.outbox.start()
         self._stop.clear()
         self._maintenance = threading.Thread(target=self._maintain, name="queue-maintenance",
                                              daemon=True)
@@ -140,7 +143,8 @@ class EscalationService:
         self._stop.set()
         if self._maintenance is not None:
             self._maintenance.join(timeout)
-        self.outbox.stop(flush=True, timeout=timeout)
+        if self.outbox is not None:
+            self.outbox.stop(flush=True, timeout=timeout)
         self.engine.dispose()
         logger.info("escalation service stopped")
 
@@ -395,7 +399,7 @@ class EscalationService:
             state = self._existing_state(conversation_id)
             state.status = "closed"
             self.store.put(state)
-        self._apply_reroutes(self.router.release(conversation_id, None))
+        self._release(conversation_id, None)
         logger.info("conversation %s closed", conversation_id)
         return {"conversation_id": conversation_id, "status": "closed"}
 
@@ -406,7 +410,7 @@ class EscalationService:
             resolved=outcome.resolved, csat=outcome.csat, agent_id=outcome.agent_id,
             handle_seconds=outcome.handle_seconds, notes=outcome.notes,
         ))
-        self._apply_reroutes(self.router.release(conversation_id, outcome.handle_seconds))
+        self._release(conversation_id, outcome.handle_seconds)
         logger.info("outcome of conversation %s recorded (row %d)", conversation_id, row)
         return {"conversation_id": conversation_id, "recorded": True}
 
@@ -430,7 +434,7 @@ class EscalationService:
             state = self._existing_state(conversation_id)
             hand_back(state)
             self.store.put(state)
-        self._apply_reroutes(self.router.release(conversation_id, None))
+        self._release(conversation_id, None)
         return {"conversation_id": conversation_id, "status": state.status,
                 "suppressed_rules": state.suppressed_rules}
 
@@ -471,6 +475,14 @@ class EscalationService:
             except Exception:  # noqa: BLE001 - the loop must survive to keep queues moving
                 logger.exception("queue maintenance failed; retrying in %.0f s",
                                  MAINTENANCE_INTERVAL_SECONDS)
+
+    def _release(self, conversation_id: str, handle_seconds: float | None) -> None:
+        # A conversation that never escalated holds no agent slot; nothing to free.
+        try:
+            results = self.router.release(conversation_id, handle_seconds)
+        except RoutingLookupError:
+            return
+        self._apply_reroutes(results)
 
     def _apply_reroutes(self, results: list[RoutingResult]) -> None:
         for routing in results:

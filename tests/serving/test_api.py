@@ -1,4 +1,4 @@
-"""Tests of the HTTP API against a real bundle, in process and through a real server."""
+"""Tests of the API served by a real uvicorn process, and of the stateless score route."""
 
 from __future__ import annotations
 
@@ -8,58 +8,18 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 
-import pytest
-from fastapi.testclient import TestClient
-
-from serving.api import create_app
-from serving.scorer import Scorer
+from serving.auth import generate_api_key
 from tests.conftest import REPOSITORY, TrainedBundle
 
 EXAMPLE = REPOSITORY / "data" / "examples" / "conversation.jsonl"
 
 
-@pytest.fixture(scope="module")
-def client(trained_bundle: TrainedBundle) -> TestClient:
-    return TestClient(create_app(Scorer(trained_bundle.path)))
-
-
 def _example() -> dict:
     return json.loads(EXAMPLE.read_text().splitlines()[0])
-
-
-def test_healthz_names_bundle(client: TestClient, trained_bundle: TrainedBundle) -> None:
-    response = client.get("/healthz")
-
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok", "bundle": trained_bundle.path.name}
-
-
-def test_score_returns_decision(client: TestClient) -> None:
-    response = client.post("/v1/score", json=_example())
-
-    assert response.status_code == 200
-    body = response.json()
-    assert body["conversation_id"] == _example()["id"]
-    assert body["decision"]["tier"] in {"immediate", "rapid", "scheduled", "none"}
-    assert body["turns"][0]["rule_matches"] is not None
-
-
-def test_invalid_conversation_names_turn_and_field(client: TestClient) -> None:
-    conversation = _example()
-    conversation["turns"][1]["role"] = "bot"
-
-    response = client.post("/v1/score", json=conversation)
-
-    assert response.status_code == 422
-    assert "turn 1, field 'role'" in response.json()["detail"][0]
-
-
-def test_non_object_body_rejected(client: TestClient) -> None:
-    response = client.post("/v1/score", json=[1, 2])
-
-    assert response.status_code == 422
 
 
 def _free_port() -> int:
@@ -68,36 +28,56 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_served_over_real_http(trained_bundle: TrainedBundle) -> None:
+def _request(port: int, path: str, body: dict | None, key: str | None) -> tuple[int, dict]:
+    headers = {"content-type": "application/json"}
+    if key is not None:
+        headers["X-API-Key"] = key
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode() if body else None,
+        headers=headers, method="POST" if body is not None else "GET",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_served_over_real_http(trained_bundle: TrainedBundle, tmp_path: Path) -> None:
+    key, digest = generate_api_key()
     port = _free_port()
+    environment = {**os.environ, "ESCALATION_API_KEY_HASHES": digest,
+                   "DATABASE_URL": f"sqlite:///{tmp_path / 'log.db'}"}
     command = [sys.executable, "-m", "pipelines.cli", "serve", "--bundle",
                str(trained_bundle.path), "--port", str(port)]
-    server = subprocess.Popen(command, cwd=REPOSITORY, env=dict(os.environ),
+    server = subprocess.Popen(command, cwd=REPOSITORY, env=environment,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        _wait_until_up(port, server)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/score", data=json.dumps(_example()).encode(),
-            headers={"content-type": "application/json"}, method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.loads(response.read())
+        _wait_until_ready(port, server)
+        scored = _request(port, "/v1/score", _example(), key)
+        unauthorised = _request(port, "/v1/score", _example(), None)
+        turn = _request(port, "/v1/conversations/http-1/turns",
+                        {"role": "customer", "text": "I need a human, this is urgent"}, key)
     finally:
         server.terminate()
-        output = server.communicate(timeout=30)[0].decode()
+        output = server.communicate(timeout=60)[0].decode()
 
-    assert body["bundle"] == trained_bundle.path.name
-    assert len(body["turns"]) >= 1
+    assert scored[0] == 200
+    assert scored[1]["bundle"] == trained_bundle.path.name
+    assert unauthorised[0] == 401
+    assert turn[0] == 200
+    assert turn[1]["status"] == "escalated"
     assert "service stopped" in output
+    assert "I need a human" not in output
 
 
-def _wait_until_up(port: int, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def _wait_until_ready(port: int, server: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise AssertionError(f"server exited early: {server.stdout.read().decode()}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
                 return
         except OSError:
             time.sleep(0.3)
