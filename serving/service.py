@@ -67,7 +67,7 @@ class OutcomeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     escalated: bool
-    resolved: bool | None = None
+    resolved: bool
     csat: int | None = Field(default=None, ge=1, le=5)
     agent_id: str | None = Field(default=None, max_length=200)
     handle_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)

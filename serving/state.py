@@ -211,7 +211,8 @@ class RedisStateStore:
         if raw is None:
             return None
         try:
-            return LiveState.from_json(raw.decode("utf-8"))
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+            return LiveState.from_json(text)
         except (ConversationStateError, ValueError, KeyError, TypeError) as error:
             logger.warning("stored state of conversation %s is unreadable (%s); it will be "
                            "re-scored from its turns", conversation_id, type(error).__name__)
