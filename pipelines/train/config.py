@@ -37,6 +37,7 @@ class EscalationConfig(_Section):
     c_grid: list[float] = Field(min_length=1)
     calibration_folds: int = Field(default=5, ge=2)
     prepare_recall: float = Field(default=0.8, gt=0.0, le=1.0)
+    max_conversation_alert_rate: float = Field(default=0.2, gt=0.0, le=1.0)
     splits: str = "uss"
     max_train_conversations: int = Field(default=0, ge=0)
 

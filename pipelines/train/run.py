@@ -220,13 +220,18 @@ def _train_escalation_head(
 
     # Thresholds come from the exported head on validation rows, never from the test split.
     probability = Head(staging / spec.file).predict_proba(valid_table.features)[:, 1]
-    escalation = float(choose_threshold_f1(valid_table.labels, probability))
+    best_f1 = float(choose_threshold_f1(valid_table.labels, probability))
+    budget = budget_threshold(probability, valid_table.conversation_ids,
+                              settings.max_conversation_alert_rate)
+    escalation = max(best_f1, budget)
     prepare = min(escalation, float(threshold_for_recall(valid_table.labels, probability,
                                                          settings.prepare_recall)))
     thresholds = Thresholds(escalation=escalation, prepare=prepare,
                             frustration=frustration_threshold)
     validation = {
         "escalation_pr_auc": fitted.validation_score,
+        "threshold_best_f1": best_f1,
+        "threshold_alert_budget": budget,
         "escalation_c": fitted.c,
         "rows_train": int(len(train_table.labels)),
         "rows_validation": int(len(valid_table.labels)),
@@ -242,6 +247,25 @@ def _build_similar_cases(
     vectors, cases = build_similar_case_index(data.conversations["train"], embed, staging)
     count = len(json.loads(cases.read_text(encoding="utf-8")))
     return SimilarCasesSpec(vectors=vectors.name, cases=cases.name, count=count)
+
+
+def budget_threshold(
+    probability: np.ndarray, conversation_ids: Sequence[str], max_alert_rate: float
+) -> float:
+    """Return the lowest threshold that alerts on at most `max_alert_rate` of conversations.
+
+    A conversation alerts when any of its customer turns reaches the threshold, so the rate is
+    taken over each conversation's highest probability.
+    """
+    highest: dict[str, float] = {}
+    for conversation_id, value in zip(conversation_ids, probability, strict=True):
+        highest[conversation_id] = max(highest.get(conversation_id, 0.0), float(value))
+    peaks = np.sort(np.asarray(list(highest.values())))[::-1]
+    allowed = int(np.floor(max_alert_rate * len(peaks)))
+    if allowed >= len(peaks):
+        return 0.0
+    # Just above the peak of the first conversation that must not alert.
+    return float(np.nextafter(peaks[allowed], 1.0))
 
 
 def _export(

@@ -1,0 +1,42 @@
+"""Tests of the conversation-level alert budget used to pick the escalation threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.train.run import budget_threshold
+
+
+def _alerting(probability: np.ndarray, ids: list[str], threshold: float) -> int:
+    peaks: dict[str, float] = {}
+    for conversation_id, value in zip(ids, probability, strict=True):
+        peaks[conversation_id] = max(peaks.get(conversation_id, 0.0), float(value))
+    return sum(1 for value in peaks.values() if value >= threshold)
+
+
+def test_budget_of_half_alerts_two_of_four() -> None:
+    probability = np.array([0.1, 0.9, 0.2, 0.5, 0.3, 0.05])
+    ids = ["a", "a", "b", "b", "c", "d"]
+
+    threshold = budget_threshold(probability, ids, 0.5)
+
+    # Peaks are a=0.9, b=0.5, c=0.3, d=0.05: two may alert, so c's 0.3 must stay below.
+    assert threshold > 0.3
+    assert threshold <= 0.5
+    assert _alerting(probability, ids, threshold) == 2
+
+
+def test_full_budget_allows_everything() -> None:
+    assert budget_threshold(np.array([0.2, 0.4]), ["a", "b"], 1.0) == 0.0
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.1, 0.2, 0.5])
+def test_budget_respected_on_random_data(rate: float) -> None:
+    generator = np.random.default_rng(3)
+    ids = [f"c{index // 7}" for index in range(700)]
+    probability = generator.random(700)
+
+    threshold = budget_threshold(probability, ids, rate)
+
+    assert _alerting(probability, ids, threshold) <= int(rate * 100)
