@@ -38,9 +38,6 @@ from serving.service import (
 
 logger = logging.getLogger(__name__)
 
-API_KEY_HEADER = "x-api-key"
-
-
 class BodySizeLimit:
     """Reject request bodies over `max_bytes` with 413 before the application reads them."""
 

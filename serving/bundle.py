@@ -71,7 +71,7 @@ class Thresholds(_Frozen):
 
 
 class MlflowRef(_Frozen):
-    """Where the training run and the registered model live in MLflow."""
+    """Reference to the training run and the registered model in MLflow."""
 
     run_id: str
     experiment: str
@@ -80,7 +80,7 @@ class MlflowRef(_Frozen):
 
 
 class Manifest(_Frozen):
-    """What a bundle contains, how it was trained and how to check it."""
+    """Contents of a bundle, how it was trained, and the hashes that verify it."""
 
     bundle_format: str = BUNDLE_FORMAT_VERSION
     name: str

@@ -62,7 +62,7 @@ class TurnRequest(Turn):
 
 
 class OutcomeRequest(BaseModel):
-    """How a conversation ended, reported by the support platform."""
+    """Final result of a conversation, reported by the support platform."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -477,7 +477,7 @@ class EscalationService:
                                  MAINTENANCE_INTERVAL_SECONDS)
 
     def _release(self, conversation_id: str, handle_seconds: float | None) -> None:
-        # A conversation that never escalated holds no agent slot; nothing to free.
+        # A conversation that never escalated has no agent slot, so there is nothing to free.
         try:
             results = self.router.release(conversation_id, handle_seconds)
         except RoutingLookupError:

@@ -1,6 +1,6 @@
 """Live conversation state and where it is kept: in process (bounded LRU with TTL) or in Redis.
 
-A state holds the running aggregates that the next turn needs (feature and rule counters, the
+A state contains the running aggregates that the next turn needs (feature and rule counters, the
 rule matches so far, the escalation status), so scoring a turn does not re-read the
 conversation. The transcript is kept beside it as an append-only list, read only to build a
 handoff package or to re-score after a restart.
@@ -82,7 +82,7 @@ class LiveState:
 
 
 class StateStore(Protocol):
-    """Where live states and transcripts are kept."""
+    """Storage of live states and their transcripts."""
 
     def get(self, conversation_id: str) -> LiveState | None: ...
 
@@ -240,7 +240,7 @@ class RedisStateStore:
                            self._key("turns", conversation_id))
 
     def lock(self, conversation_id: str) -> Any:
-        """A Redis lock, so two workers never apply turns of one conversation at once."""
+        """Return a Redis lock, so two workers never apply turns of one conversation at once."""
         return self.client.lock(self._key("lock", conversation_id), timeout=30,
                                 blocking_timeout=30)
 

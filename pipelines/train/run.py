@@ -61,7 +61,7 @@ class TrainingData:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where the bundle went and what it scored."""
+    """Location and evaluation results of a trained bundle."""
 
     bundle_dir: Path
     manifest: Manifest
