@@ -17,7 +17,6 @@ import logging
 import os
 import platform
 import resource
-import secrets
 import signal
 import socket
 import statistics
@@ -61,8 +60,8 @@ DATA_SEED = 13
 # Turn numbers count from 1: "turn 20" is the 20th turn, timed with 19 turns already applied.
 TIMED_TURNS = (5, 20, 50)
 SCRIPT_TURNS = max(TIMED_TURNS)
-# The turn at which the naive path's throughput is compared with the target; it is also
-# measured at the other timed turns to show how its cost grows.
+# The naive path's throughput is checked against the target at this turn. It is measured at
+# the other timed turns too, to show how its cost grows.
 NAIVE_TARGET_TURN = 20
 
 # Targets the figures are checked against.
@@ -71,6 +70,10 @@ TARGET_TURN50_TO_TURN5 = 1.2
 TARGET_NAIVE_SPEEDUP = 40.0
 TARGET_COLD_START_SECONDS = 1.5
 TARGET_RSS_MB = 250.0
+
+# A phase counts as disturbed when other processes used more than this share of the CPUs,
+# because its figures are then not those of an idle machine.
+DISTURBED_OTHER_CPU_SHARE = 0.1
 
 BYTES_PER_MB = 1_000_000
 SERVER_READY_TIMEOUT_SECONDS = 120.0
@@ -114,12 +117,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bundle", type=Path, default=None,
                         help="bundle folder to benchmark; default: the newest under models/")
     parser.add_argument("--samples", type=int, default=None,
-                        help="conversations timed at each of turns 5, 20 and 50, in process "
-                        "and over HTTP, and conversations re-scored by the naive path at "
-                        "turn 20; default 200, or 10 with --quick")
+                        help="conversations timed at each of turns 5, 20 and 50, in process, "
+                        "over HTTP and on the naive path; default 200, or 10 with --quick")
     parser.add_argument("--quick", action="store_true",
-                        help="run a small smoke check (about a minute): few samples, 2 s "
-                        "throughput runs with 1 and 4 clients, one cold start")
+                        help="run a small smoke check (about 30 s on an idle 2-core machine): "
+                        "10 samples, 2 s throughput runs with 1 and 4 clients, one cold start")
     parser.add_argument("--output-json", type=Path, default=None, metavar="PATH",
                         help="also write the JSON object of the last output line to PATH")
     return parser.parse_args(argv)
@@ -208,8 +210,8 @@ class CpuSample:
 class LoadMonitor:
     """Measure, per phase, how much CPU other processes on the machine used.
 
-    Busy time comes from /proc/stat (user, nice, system, irq, softirq). Own time is this
-    process, its finished children and the running server; the rest is other load.
+    Busy time comes from /proc/stat (user, nice, system, irq, softirq). Own time is that of
+    this process, its finished children and the running server. The rest is other load.
     """
 
     def __init__(self) -> None:
@@ -269,6 +271,14 @@ def process_cpu_seconds(pid: int, ticks_per_second: int) -> float:
     return (int(after_name[11]) + int(after_name[12])) / ticks_per_second
 
 
+def disturbed_phases(phases: list[dict[str, Any]]) -> list[str]:
+    """Return the names of the phases during which other processes used a notable CPU share."""
+    usable = len(os.sched_getaffinity(0))
+    return [phase["phase"] for phase in phases
+            if phase["other_cpus"] is not None
+            and phase["other_cpus"] > DISTURBED_OTHER_CPU_SHARE * usable]
+
+
 # ---------------------------------------------------------------------------- conversations
 
 
@@ -325,14 +335,14 @@ def load_test_conversations() -> list[Conversation]:
 
 @dataclass(frozen=True)
 class TurnOutcome:
-    """What a client reads back from one scored turn."""
+    """Probability and escalation flag of one scored turn, as a client reads them back."""
 
     probability: float
     newly_escalated: bool
 
 
 class TurnClient(Protocol):
-    """Something that scores the next turn of a conversation."""
+    """A client that scores the next turn of a conversation."""
 
     def send(self, conversation_id: str, turn: Turn) -> TurnOutcome: ...
 
@@ -392,8 +402,8 @@ def _per_timed_turn() -> dict[int, list[float]]:
 class LatencyRun:
     """Latencies (seconds) and probabilities of the timed turns of a set of conversations.
 
-    `escalating_turns` holds the latency of every turn, timed or not, that escalated its
-    conversation; over HTTP that turn also routes and builds the handoff package.
+    `escalating_turns` contains the latency of every turn, timed or not, that escalated its
+    conversation. Over HTTP that turn also routes and builds the handoff package.
     """
 
     by_turn: dict[int, list[float]] = field(default_factory=_per_timed_turn)
@@ -462,7 +472,7 @@ class TurnBudget:
         self._lock = threading.Lock()
 
     def take(self) -> bool:
-        """Take one turn from the budget; False when it is spent."""
+        """Take one turn from the budget, returning False when it is spent."""
         with self._lock:
             if self._left <= 0:
                 return False
@@ -534,10 +544,10 @@ def _drive_until_deadline(client: TurnClient, scripts: Sequence[list[Turn]], ind
 
 
 def measure_state_memory(scorer: Scorer, scripts: Sequence[list[Turn]]) -> dict[str, Any]:
-    """Estimate the Python heap that one 50-turn conversation state holds, with tracemalloc.
+    """Estimate the Python heap that one 50-turn conversation state uses, with tracemalloc.
 
-    Two states are built; the second one's increment is reported, so one-time caches filled
-    by the first conversation are not counted.
+    Two states are built and the second one's increment is reported, so one-time caches
+    filled by the first conversation are not counted.
     """
     gc.collect()
     tracemalloc.start()
@@ -603,10 +613,6 @@ class ServerProcess:
                        and name not in SERVER_ENVIRONMENT_NAMES}
         environment["ESCALATION_AUTH_DISABLED"] = "true"
         environment["DATABASE_URL"] = self.database_url
-        # NOTE: the outbox worker rejects a webhook secret under 16 characters even when no
-        # webhook URL is set, so the server does not start without one. No URL is set here,
-        # so no event is ever sent.
-        environment["ESCALATION_WEBHOOK_SECRET"] = secrets.token_hex(32)
         return environment
 
     def _wait_ready(self) -> None:
@@ -680,11 +686,11 @@ class NaiveScorer:
     """The first version a data scientist writes: re-score the whole conversation each turn.
 
     At every customer turn it embeds every customer message so far with sentence-transformers
-    on torch (fp32, batch size 32), runs the bundle's sentiment and frustration heads on all of
-    them, matches the rules over the whole conversation, builds the feature matrix of every
-    customer turn with `conversation_feature_matrix`, runs the escalation head on all rows and
-    decides on the last row. The heads are the bundle's ONNX exports because the scikit-learn
-    estimators are not saved; they take well under a millisecond either way.
+    on torch (fp32, batch size 32) and runs the bundle's sentiment and frustration heads on
+    all of them. It then matches the rules over the whole conversation, builds the feature
+    matrix of every customer turn with `conversation_feature_matrix`, runs the escalation head
+    on all rows and decides on the last row. The heads are the bundle's ONNX exports because
+    the scikit-learn estimators are not saved. They take well under a millisecond either way.
     """
 
     def __init__(self, scorer: Scorer) -> None:
@@ -711,7 +717,7 @@ class NaiveScorer:
 
 def time_naive(naive: NaiveScorer, scripts: Sequence[list[Turn]],
                turn_number: int) -> tuple[list[float], list[float]]:
-    """Time the naive path at `turn_number` of each script; return seconds and probabilities.
+    """Time the naive path at `turn_number` of each script, returning seconds and probabilities.
 
     The conversations are built and validated before the clock starts, so the naive path is
     not charged for parsing the request.
@@ -774,7 +780,7 @@ def run_http(plan: RunPlan, scripts: list[list[Turn]], monitor: LoadMonitor) -> 
 
 def _cold_starts(plan: RunPlan, workdir: Path,
                  monitor: LoadMonitor) -> tuple[list[float], ServerProcess]:
-    # The first start creates and migrates a new SQLite database; later starts reuse it, as a
+    # The first start creates and migrates a new SQLite database. Later starts reuse it, as a
     # restarted worker does. The last server stays up for the other measurements.
     seconds = []
     for attempt in range(plan.cold_starts):
@@ -925,6 +931,10 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"load during {phase['phase']}: {phase['seconds']} s, load average "
               f"{phase['load_1min_before']:.2f} -> {phase['load_1min_after']:.2f}, this "
               f"benchmark {phase['own_cpus']} CPUs, other processes {phase['other_cpus']} CPUs")
+    if result["disturbed_phases"]:
+        print(f"WARNING: other processes used more than {DISTURBED_OTHER_CPU_SHARE:.0%} of the "
+              f"CPUs during {', '.join(result['disturbed_phases'])}; rerun on an idle machine "
+              "before trusting the pass/fail below")
     for name, check in result["targets"].items():
         print(f"{'PASS' if check['pass'] else 'FAIL'} {name}: {check['value']} "
               f"(target {check['target']})")
@@ -976,6 +986,7 @@ def run(plan: RunPlan) -> dict[str, Any]:
         "http": http,
         "naive": naive,
         "load": monitor.phases,
+        "disturbed_phases": disturbed_phases(monitor.phases),
         "load_average_end": list(os.getloadavg()),
         "targets": check_targets(in_process, http, naive),
     }
@@ -989,7 +1000,7 @@ def _shown_executable() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark, print the report and the JSON line; return the exit code."""
+    """Run the benchmark, print the report and the JSON line, and return the exit code."""
     arguments = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

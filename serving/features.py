@@ -101,11 +101,16 @@ class FeatureState:
     rule_counts: dict[str, int] = field(default_factory=dict)
     rules_since_customer_turn: int = 0
     first_timestamp: str | None = None
-    previous_embeddings: list[list[float]] = field(default_factory=list)
+    # float32 rows, 1.5 KB each; Python float lists took about 12 KB per customer turn.
+    previous_embeddings: list[np.ndarray] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the state as JSON-serialisable plain types."""
-        return {
+    def to_dict(self, *, embeddings: bool = True) -> dict[str, Any]:
+        """Return the state as JSON-serialisable plain types.
+
+        With `embeddings=False` the embedding rows are left out, for callers that store them
+        in a compact binary form of their own.
+        """
+        data = {
             "customer_turns": self.customer_turns,
             "assistant_turns": self.assistant_turns,
             "frustration_sum": self.frustration_sum,
@@ -119,13 +124,19 @@ class FeatureState:
             "rule_counts": dict(self.rule_counts),
             "rules_since_customer_turn": self.rules_since_customer_turn,
             "first_timestamp": self.first_timestamp,
-            "previous_embeddings": [list(row) for row in self.previous_embeddings],
         }
+        if embeddings:
+            data["previous_embeddings"] = [row.tolist() for row in self.previous_embeddings]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureState:
-        """Rebuild a state written by `to_dict`."""
-        return cls(**data)
+        """Rebuild a state written by `to_dict`; embeddings may be lists or arrays."""
+        values = dict(data)
+        values["previous_embeddings"] = [
+            np.asarray(row, dtype=np.float32) for row in values.get("previous_embeddings", [])
+        ]
+        return cls(**values)
 
 
 class ConversationFeatures:
@@ -136,7 +147,7 @@ class ConversationFeatures:
     `customer_turn_vector` for each customer turn to get its feature vector.
 
     NOTE: `previous_embeddings` keeps one embedding per customer turn for the repetition
-    features, so memory grows by 1.5 KB per customer turn; the schema caps turns at 1,000.
+    features, so memory grows by about 1.6 KB per customer turn; the schema caps turns at 1,000.
     """
 
     def __init__(self, state: FeatureState | None = None) -> None:
@@ -249,7 +260,7 @@ class ConversationFeatures:
     def _repetition(self, embedding: np.ndarray) -> tuple[float, int]:
         if not self.state.previous_embeddings:
             return 0.0, 0
-        earlier = np.asarray(self.state.previous_embeddings, dtype=np.float32)
+        earlier = np.stack(self.state.previous_embeddings)
         current = np.asarray(embedding, dtype=np.float32).reshape(-1)
         similarities = earlier @ current
         return float(similarities.max()), int((similarities >= REPEAT_SIMILARITY).sum())
@@ -277,7 +288,7 @@ class ConversationFeatures:
         state.negative_sum += float(np.asarray(signals.sentiment).reshape(-1)[0])
         state.rules_since_customer_turn = 0
         state.previous_embeddings.append(
-            [float(value) for value in np.asarray(signals.embedding, dtype=np.float32).reshape(-1)]
+            np.array(signals.embedding, dtype=np.float32).reshape(-1)
         )
 
 

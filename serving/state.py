@@ -58,9 +58,11 @@ class LiveState:
     def to_json(self) -> str:
         """Serialise the state; embeddings travel as base64 float32 to keep the JSON small."""
         data = self.__dict__.copy()
-        feature = self.feature_state.to_dict()
-        embeddings = np.asarray(feature.pop("previous_embeddings"), dtype=np.float32)
-        feature["previous_embeddings_b64"] = base64.b64encode(embeddings.tobytes()).decode()
+        rows = self.feature_state.previous_embeddings
+        embeddings = np.stack(rows) if rows else np.zeros((0, EMBEDDING_DIMENSION), np.float32)
+        feature = self.feature_state.to_dict(embeddings=False)
+        feature["previous_embeddings_b64"] = base64.b64encode(
+            np.ascontiguousarray(embeddings, dtype=np.float32).tobytes()).decode()
         data["feature_state"] = feature
         data["format"] = STATE_FORMAT
         return json.dumps(data, separators=(",", ":"))
@@ -77,7 +79,7 @@ class LiveState:
         feature = data.pop("feature_state")
         raw = base64.b64decode(feature.pop("previous_embeddings_b64"))
         matrix = np.frombuffer(raw, dtype=np.float32).reshape(-1, EMBEDDING_DIMENSION)
-        feature["previous_embeddings"] = matrix.tolist()
+        feature["previous_embeddings"] = list(matrix.copy())
         return cls(feature_state=FeatureState.from_dict(feature), **data)
 
 
