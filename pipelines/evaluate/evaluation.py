@@ -101,12 +101,19 @@ def evaluate_escalation(
             progress(1)
 
     threshold = scorer.thresholds.escalation
+    prepare = scorer.thresholds.prepare
     y_true = np.asarray(labels)
     return {
         "model": {
             **binary_metrics(y_true, np.asarray(model_scores), threshold),
             "threshold": threshold,
             "lead_time": lead_times(model_sequences, threshold).to_dict(),
+        },
+        # The same probabilities at the lower "prepare an agent" threshold: the early warning.
+        "model_prepare": {
+            **binary_metrics(y_true, np.asarray(model_scores), prepare),
+            "threshold": prepare,
+            "lead_time": lead_times(model_sequences, prepare).to_dict(),
         },
         "rules": {
             **binary_metrics(y_true, np.asarray(rule_scores), RULE_ALERT_THRESHOLD),
