@@ -6,10 +6,14 @@ import logging
 import re
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-# 13 to 19 digits, optionally grouped by spaces or hyphens, as card numbers are written.
-CARD = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+# Card numbers as people write them: 13 to 19 digits in one run, four groups of four (the last
+# up to seven), or American Express's 4-6-5. A Luhn check then rejects most other numbers.
+CARD = re.compile(
+    r"\b(?:\d{13,19}|\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}|\d{4}[ -]\d{6}[ -]\d{5})\b"
+)
 # An international or national number of 7 to 15 digits with the usual separators.
-PHONE = re.compile(r"(?<![\w/])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,5}(?![\w/])")
+# A number glued to a word by "-" or "." (ids like escalation-20261204-211736) is not one.
+PHONE = re.compile(r"(?<![\w/.-])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,5}(?![\w/])")
 
 
 def redact(text: str) -> str:
@@ -21,7 +25,18 @@ def redact(text: str) -> str:
 
 def _card_or_keep(match: re.Match[str]) -> str:
     digits = re.sub(r"\D", "", match.group())
-    return "[card]" if 13 <= len(digits) <= 19 else match.group()
+    return "[card]" if 13 <= len(digits) <= 19 and passes_luhn(digits) else match.group()
+
+
+def passes_luhn(digits: str) -> bool:
+    """Return True when a digit string has a valid Luhn check digit, as card numbers do."""
+    total = 0
+    for position, character in enumerate(reversed(digits)):
+        value = int(character)
+        if position % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
 
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -15,6 +15,8 @@ from serving.redact import RedactingFilter, redact
         ("mail jo.doe@example.com now", "mail [email] now"),
         ("card 4111 1111 1111 1111 declined", "card [card] declined"),
         ("card 4111-1111-1111-1111", "card [card]"),
+        ("amex 3782 822463 10005", "amex [card]"),
+        ("pan 4111111111111111", "pan [card]"),
         ("call +1 (415) 555-0199", "call [phone]"),
         ("call 030 1234567", "call [phone]"),
     ],
@@ -31,6 +33,8 @@ def test_personal_data_redacted(text: str, expected: str) -> None:
         "version 2.3.1",
         "on 2024-05-14 at 10:30",
         "order 12345",
+        "bundle escalation-20261204-211736 verified",
+        "1234 5678 9012 3456 fails the Luhn check",
     ],
 )
 def test_ordinary_log_text_kept(text: str) -> None:
