@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from serving.errors import HandoffConfigError
 from serving.tiers import Reason, Tier
+from serving.yaml_loader import UniqueKeyLoader
 
 logger = logging.getLogger(__name__)
 
@@ -276,28 +277,6 @@ def _mapping(
 # ---------------------------------------------------------------------------------------------
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects a key repeated in one mapping."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}; each key may appear once per mapping",
-                key_node.start_mark,
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
 def read_policy_yaml(path: Path, source: str) -> Any:
     """Read a YAML policy file with unique keys; raises HandoffConfigError naming `source`."""
     try:
@@ -311,7 +290,7 @@ def read_policy_yaml(path: Path, source: str) -> Any:
         raise HandoffConfigError(f"{source}: cannot be read: {error.strerror}") from None
 
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -31,6 +31,7 @@ from serving.errors import PolicyError
 from serving.keywords import KeywordHit, KeywordMatcher, NegationDetector, validate_phrase
 from serving.schema import Conversation, CustomerProfile, Role, Turn
 from serving.tiers import Reason, Tier
+from serving.yaml_loader import UniqueKeyLoader
 
 logger = logging.getLogger(__name__)
 
@@ -327,28 +328,6 @@ class Policy(_Config):
         return region.casefold() in self._regions
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects a key repeated in one mapping instead of keeping the last."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}; each key may appear once per mapping",
-                key_node.start_mark,
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
 def load_policy(path: str | Path | None = None) -> Policy:
     """Read and validate a policy YAML file; None loads the packaged default policy.
 
@@ -359,7 +338,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
     text = _read_policy_text(resolved, source)
 
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as error:
         raise PolicyError(f"{source}: invalid YAML: {_describe_yaml_error(error)}") from None
     if data is None:
