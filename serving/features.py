@@ -110,7 +110,7 @@ class FeatureState:
         With `embeddings=False` the embedding rows are left out, for callers that store them
         in a compact binary form of their own.
         """
-        data = {
+        data: dict[str, Any] = {
             "customer_turns": self.customer_turns,
             "assistant_turns": self.assistant_turns,
             "frustration_sum": self.frustration_sum,
