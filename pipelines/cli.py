@@ -205,8 +205,9 @@ def serve(
 ) -> None:
     """Serve the live scoring API (per-turn scoring, routing, handoff packages) over HTTP.
 
-    Settings come from environment variables (see serving/settings.py): API key hashes,
-    DATABASE_URL, REDIS_URL, webhook URLs and limits.
+    Needs ESCALATION_API_KEY_HASHES (from `escalation apikey`), or ESCALATION_AUTH_DISABLED=true
+    for a local trial. Other settings come from environment variables too (see
+    serving/settings.py): DATABASE_URL, REDIS_URL, webhook URLs and limits.
     """
     _configure_logging(verbose)
     import uvicorn
@@ -221,8 +222,10 @@ def serve(
                        "server beyond this machine")
     service = EscalationService(settings)
     logger.info("serving on http://%s:%d", host, port)
+    # uvicorn's access log prints raw paths, which carry conversation ids that may be personal
+    # data; the app logs each request with its route template instead.
     uvicorn.run(create_app(service), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=15)
+                access_log=False, timeout_graceful_shutdown=15)
 
 
 @app.command()

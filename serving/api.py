@@ -11,11 +11,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +28,7 @@ from serving.errors import (
     ConversationStateError,
     ConversationValidationError,
     EscalationError,
+    StoreError,
 )
 from serving.metrics import PROMETHEUS_CONTENT_TYPE
 from serving.schema import parse_conversation
@@ -54,33 +58,32 @@ class BodySizeLimit:
             await self._reject(send)
             return
 
+        # Without a Content-Length (chunked transfer) the body is read here, up to the limit,
+        # and replayed to the application.
+        messages: list[Message] = []
         received = 0
-        too_large = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, too_large
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    too_large = True
-                    raise _BodyTooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                await self._reject(send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._reject(send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
         response = JSONResponse(status_code=413, content={"detail": (
             f"request body exceeds the limit of {self.max_bytes} bytes "
             "(ESCALATION_MAX_BODY_BYTES); send one turn or one conversation per request")})
         await response({"type": "http"}, _empty_receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 async def _empty_receive() -> Message:
@@ -198,14 +201,25 @@ def create_app(service: EscalationService, *, manage_lifecycle: bool = True) -> 
         return service.replace_roster(body)
 
     @app.post("/v1/admin/reload", dependencies=secured)
-    def reload(body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
-        from pathlib import Path
-
-        bundle = (body or {}).get("bundle")
-        name = service.reload(Path(bundle) if bundle else None)
+    def reload(request: ReloadRequest | None = None) -> dict[str, Any]:
+        bundle = request.bundle if request is not None else None
+        try:
+            name = service.reload(Path(bundle) if bundle else None)
+        except BundleError as error:
+            logger.warning("reload rejected: %s", type(error).__name__)
+            raise HTTPException(status_code=422, detail=f"{error}; the current bundle "
+                                f"{service.runtime.scorer.manifest.name} stays in use") from None
         return {"bundle": name}
 
     return app
+
+
+class ReloadRequest(BaseModel):
+    """Body of POST /v1/admin/reload: the bundle folder to load, or null for the configured one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bundle: str | None = Field(default=None, min_length=1, max_length=4_096)
 
 
 def _checked_id(conversation_id: str) -> str:
@@ -232,7 +246,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         for detail in error.errors():
             location = [str(part) for part in detail.get("loc", ()) if part != "body"]
             field = ".".join(location) or "body"
-            problems.append(f"field '{field}': {detail.get('msg', 'invalid value')}")
+            message = f"field '{field}': {detail.get('msg', 'invalid value')}"
+            if detail.get("type") not in {"missing", "json_invalid"} and "input" in detail:
+                shown = repr(detail["input"])
+                message += f" (got {shown[:60] + '...' if len(shown) > 60 else shown})"
+            problems.append(message)
         return JSONResponse(status_code=422, content={"detail": problems})
 
     @app.exception_handler(ConversationNotFound)
@@ -251,6 +269,20 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def bundle_error(request: Request, error: BundleError) -> JSONResponse:
         logger.error("bundle error on %s: %s", request.url.path, error)
         return JSONResponse(status_code=409, content={"detail": str(error)})
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, error: StoreError) -> JSONResponse:
+        logger.error("prediction log error on %s: %s", request.url.path, error)
+        return JSONResponse(status_code=503, content={"detail": (
+            "the prediction log database is unavailable; retry later, and check DATABASE_URL "
+            "and /readyz")})
+
+    @app.exception_handler(RedisError)
+    async def redis_error(request: Request, error: RedisError) -> JSONResponse:
+        logger.error("Redis error on %s: %s", request.url.path, type(error).__name__)
+        return JSONResponse(status_code=503, content={"detail": (
+            "conversation state in Redis is unavailable; retry later, and check REDIS_URL and "
+            "/readyz")})
 
     @app.exception_handler(EscalationError)
     async def escalation_error(request: Request, error: EscalationError) -> JSONResponse:
@@ -273,6 +305,10 @@ def _install_metrics(app: FastAPI, service: EscalationService) -> None:
         finally:
             route = request.scope.get("route")
             template = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
             service.metrics.request_seconds.labels(
                 route=template, method=request.method, status=str(status),
-            ).observe(time.perf_counter() - started)
+            ).observe(elapsed)
+            # The route template, never the raw path: conversation ids may be e-mail addresses.
+            logger.info("request %s %s %s -> %d in %.1f ms", request_id, request.method,
+                        template, status, elapsed * 1000)

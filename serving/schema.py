@@ -270,8 +270,16 @@ def iter_conversation_lines(path: Path) -> Iterator[tuple[int, Conversation | Ex
 
     Blank lines are skipped. Line numbers start at 1, as editors show them.
     """
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield line_number, ConversationValidationError(
+                    [Problem(None, None, "(encoding)", f"not valid UTF-8 at byte {error.start}; "
+                             "save the file as UTF-8", line_number)]
+                )
+                continue
             if not line.strip():
                 continue
             try:

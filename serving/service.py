@@ -27,7 +27,7 @@ from serving.messages import customer_messages
 from serving.metrics import ServiceMetrics
 from serving.notify import OutboxWorker, RetryPolicy, WebhookSettings, enqueue_notification
 from serving.reasons import ReasonClassifier, load_reason_config
-from serving.roster import load_roster, roster_from_dict
+from serving.roster import Level, load_roster, roster_from_dict
 from serving.routing import Router, RoutingRequest, RoutingResult
 from serving.rules import RuleMatch, load_policy
 from serving.schema import Conversation, CustomerProfile, Turn
@@ -38,6 +38,7 @@ from serving.state import InProcessStateStore, LiveState, RedisStateStore, State
 from serving.store.database import create_store_engine, upgrade_database
 from serving.store.log import PredictionLog
 from serving.store.records import Outcome
+from serving.tiers import Reason, Tier
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +199,21 @@ class EscalationService:
             self.store.put(state)
             self.store.append_turn(conversation_id, turn.model_dump(mode="json",
                                                                    exclude_none=True))
-            escalation = self._escalate(state, runtime, result.decision) \
-                if result.newly_escalated else None
+            escalation = None
+            try:
+                if result.newly_escalated:
+                    escalation = self._escalate(state, runtime, result.decision)
+                elif state.status == "escalated" and _more_urgent(result.decision, state):
+                    escalation = self._refresh_package(state, runtime, result.decision)
+            except Exception:
+                # The turn is scored and stored; record it before reporting the failure, so
+                # a restart can still rebuild the conversation.
+                logger.exception("escalation work for conversation %s, turn %d failed",
+                                 conversation_id, result.turn_index)
+                self.store.put(state)
+                self._record_turn(conversation_id, turn, result, runtime,
+                                  (time.perf_counter() - started) * 1000, None)
+                raise
             self.store.put(state)
 
         latency_ms = (time.perf_counter() - started) * 1000
@@ -243,12 +257,29 @@ class EscalationService:
             apply_turn(runtime.scorer, state, turn)
             self.store.append_turn(conversation_id, turn.model_dump(mode="json",
                                                                    exclude_none=True))
-        # Escalation already happened before the restart if it was due; keep that status.
-        if any(item.get("escalated") for item in stored):
-            state.status = "escalated"
+            if turn.timestamp is not None:
+                state.last_timestamp = turn.timestamp.isoformat()
+        self._restore_status(state, stored)
         logger.info("conversation %s recovered from %d stored turns", conversation_id,
                     len(stored))
         return state
+
+    def _restore_status(self, state: LiveState, stored: list[dict[str, Any]]) -> None:
+        """Put back the escalation, routing and closure that the log recorded."""
+        routing_rows = self.log.routing_for(state.conversation_id)
+        packages = self.log.handoffs_for(state.conversation_id)
+        if routing_rows and routing_rows[-1].status == "closed":
+            state.status = "closed"
+            return
+        if any(item.get("escalated") for item in stored) or packages:
+            state.status = "escalated"
+            # Re-scoring marks the first escalating turn again; the tier comes from the package.
+        if routing_rows:
+            state.routing = dict(routing_rows[-1].payload)
+        if packages:
+            package = packages[-1].package
+            state.package_id = package.get("package_id")
+            state.escalated_tier = (package.get("urgency") or {}).get("tier", state.escalated_tier)
 
     def _check_can_append(self, state: LiveState, turn: Turn) -> None:
         if state.status == "closed":
@@ -259,12 +290,14 @@ class EscalationService:
             raise LimitExceeded(
                 f"conversation {state.conversation_id!r} reached the limit of "
                 f"{self.settings.max_turns} turns (ESCALATION_MAX_TURNS)")
-        if turn.timestamp is not None and state.last_timestamp is not None and \
-                _aware(turn.timestamp) < _aware(datetime.fromisoformat(state.last_timestamp)):
+        previous = state.last_timestamp or state.started_at
+        if turn.timestamp is not None and previous is not None and \
+                _aware(turn.timestamp) < _aware(datetime.fromisoformat(previous)):
+            before = "the previous turn" if state.last_timestamp else "'started_at'"
             raise ConversationStateError(
                 f"conversation {state.conversation_id!r}, turn {state.turn_count}, field "
-                f"'timestamp': {turn.timestamp.isoformat()} is earlier than the previous turn "
-                f"({state.last_timestamp}); send turns in chronological order")
+                f"'timestamp': {turn.timestamp.isoformat()} is earlier than {before} "
+                f"({previous}); send turns in chronological order")
 
     # ------------------------------------------------------------------ escalation
 
@@ -297,6 +330,7 @@ class EscalationService:
         )
         state.routing = routing.to_dict()
         state.package_id = package.package_id
+        state.escalated_tier = decision.tier.value
         self.metrics.escalations.labels(reason=assessment.reason.value).inc()
         logger.info("conversation %s escalated: tier %s, reason %s, routing %s to %s",
                     state.conversation_id, decision.tier.value, assessment.reason.value,
@@ -307,6 +341,26 @@ class EscalationService:
             "package": package,
             "messages": messages.model_dump(mode="json"),
         }
+
+    def _refresh_package(self, state: LiveState, runtime: Runtime,
+                         decision: Decision) -> dict[str, Any]:
+        """Rebuild the handoff package when an escalated conversation becomes more urgent.
+
+        The agent must see the new tier and the message that raised it; routing stays, since
+        the conversation already has its agent or queue place.
+        """
+        conversation = self.transcript(state)
+        score = runtime.scorer.score(conversation)
+        package = build_handoff_package(
+            conversation, score.turns, decision, routing=state.routing,
+            embed=runtime.scorer.encoder.encode, similar_index=runtime.similar,
+            approaches=self.approaches, bundle=runtime.scorer.manifest.name,
+        )
+        state.package_id = package.package_id
+        state.escalated_tier = decision.tier.value
+        logger.info("conversation %s became %s; handoff package %s rebuilt",
+                    state.conversation_id, decision.tier.value, package.package_id)
+        return {"routing": None, "package": package, "messages": None}
 
     def transcript(self, state: LiveState) -> Conversation:
         """Return the conversation so far from the stored turns of a state."""
@@ -333,11 +387,13 @@ class EscalationService:
             )
             if escalation is None:
                 return
-            routing: RoutingResult = escalation["routing"]
             package = escalation["package"]
-            _record_routing(log, routing)
             log.record_handoff(conversation_id, package_id=package.package_id,
                                package=package.model_dump(mode="json"))
+            routing: RoutingResult | None = escalation["routing"]
+            if routing is None:
+                return
+            _record_routing(log, routing)
             enqueue_notification(log, ESCALATED_EVENT, conversation_id, {
                 "decision": result.decision.to_dict(),
                 "routing": routing.to_dict(),
@@ -399,6 +455,9 @@ class EscalationService:
             state = self._existing_state(conversation_id)
             state.status = "closed"
             self.store.put(state)
+        # The closure is kept as the last routing row, so a worker that lost its state still
+        # knows the conversation is closed.
+        self.log.record_routing(conversation_id, status="closed", payload={"closed": True})
         self._release(conversation_id, None)
         logger.info("conversation %s closed", conversation_id)
         return {"conversation_id": conversation_id, "status": "closed"}
@@ -422,11 +481,31 @@ class EscalationService:
                 raise ConversationStateError(
                     f"conversation {conversation_id!r} is {state.status}, not escalated; only "
                     "an escalated conversation can move up a level")
-            routing = self.router.escalate(conversation_id)
+            try:
+                routing = self.router.escalate(conversation_id)
+            except RoutingLookupError:
+                # This worker's router never saw the conversation (it was routed before a
+                # restart or by another worker), so route it afresh one level up.
+                routing = self.router.route(self._level_up_request(state))
             state.routing = routing.to_dict()
             self.store.put(state)
         self._notify_reroute(routing)
         return routing.to_dict()
+
+    def _level_up_request(self, state: LiveState) -> RoutingRequest:
+        current = Level.parse((state.routing or {}).get("level") or "L1")
+        target = current.next_level()
+        if target is None:
+            raise ConversationStateError(
+                f"conversation {state.conversation_id!r} is already at {current}, the highest "
+                "level; it cannot move further up")
+        category = (state.last_decision or {}).get("reason_category") or Reason.GENERAL.value
+        customer = CustomerProfile.model_validate(state.customer) if state.customer else None
+        return RoutingRequest(
+            conversation_id=state.conversation_id, reason=Reason(category),
+            tier=Tier(state.escalated_tier or Tier.RAPID.value), customer=customer,
+            min_level=target,
+        )
 
     def hand_back(self, conversation_id: str) -> dict[str, Any]:
         """Record that the agent handed the conversation back to the assistant."""
@@ -500,6 +579,12 @@ class EscalationService:
                                  {"routing": routing.to_dict()}, self.settings.webhook_urls)
         logger.info("conversation %s re-routed: %s to %s", routing.conversation_id,
                     routing.status, routing.agent_id or routing.team_id)
+
+
+def _more_urgent(decision: Decision, state: LiveState) -> bool:
+    if state.escalated_tier is None:
+        return False
+    return decision.tier.severity > Tier(state.escalated_tier).severity
 
 
 def _record_routing(log: PredictionLog, routing: RoutingResult) -> None:

@@ -53,6 +53,7 @@ class LiveState:
     escalations: int = 0
     bundle: str | None = None
     last_timestamp: str | None = None
+    escalated_tier: str | None = None
     updated_at: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
