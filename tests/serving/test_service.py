@@ -391,3 +391,108 @@ def test_reload_under_concurrent_requests(trained_bundle: TrainedBundle, scorer:
 
     assert reloaded.status_code == 200
     assert failures == []
+
+
+# ------------------------------------------------------------------ review regressions
+
+
+def test_turn_before_started_at_rejected(client: TestClient) -> None:
+    response = _post(client, "c-start", {
+        **_turn("customer", "I was charged twice", timestamp="2024-01-01T00:00:00Z"),
+        "started_at": "2025-01-01T00:00:00Z",
+    })
+
+    assert response.status_code == 409
+    assert "'started_at'" in response.json()["detail"]
+
+
+def test_closed_status_survives_restart(trained_bundle: TrainedBundle, scorer: Scorer,
+                                        tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'closed.db'}"
+    with TestClient(create_app(_service(trained_bundle, scorer, tmp_path,
+                                        database_url=database))) as first:
+        _post(first, "c-closed-restart", _turn("customer", "Thanks, all good"))
+        first.post("/v1/conversations/c-closed-restart/close", headers=HEADERS)
+
+    with TestClient(create_app(_service(trained_bundle, scorer, tmp_path,
+                                        database_url=database))) as second:
+        response = _post(second, "c-closed-restart", _turn("customer", "Hello again"))
+
+    assert response.status_code == 409
+
+
+def test_escalation_survives_restart(trained_bundle: TrainedBundle, scorer: Scorer,
+                                     tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'escalated.db'}"
+    with TestClient(create_app(_service(trained_bundle, scorer, tmp_path,
+                                        database_url=database))) as first:
+        _post(first, "c-esc-restart", _turn("customer", "Urgent: I need a refund now"))
+
+    with TestClient(create_app(_service(trained_bundle, scorer, tmp_path,
+                                        database_url=database))) as second:
+        summary = second.get("/v1/conversations/c-esc-restart", headers=HEADERS).json()
+        moved = second.post("/v1/conversations/c-esc-restart/escalate", headers=HEADERS)
+
+    assert summary["status"] == "escalated"
+    assert summary["routing"] is not None
+    assert summary["handoff_url"] == "/v1/conversations/c-esc-restart/handoff"
+    assert moved.status_code == 200
+
+
+def test_package_rebuilt_when_tier_rises(client: TestClient) -> None:
+    _post(client, "c-rise", {**_turn("customer", "Hi, a question about my plan"),
+                             "customer": {"vip": True}})
+    before = client.get("/v1/conversations/c-rise/handoff", headers=HEADERS).json()
+    _post(client, "c-rise", _turn("customer", "This is urgent, I need a manager now!"))
+    after = client.get("/v1/conversations/c-rise/handoff", headers=HEADERS).json()
+
+    assert before["urgency"]["tier"] == "scheduled"
+    assert after["urgency"]["tier"] == "immediate"
+    assert after["package_id"] != before["package_id"]
+
+
+def test_reload_rejects_bad_body(client: TestClient) -> None:
+    wrong_type = client.post("/v1/admin/reload", headers=HEADERS, json={"bundle": 5})
+    typo = client.post("/v1/admin/reload", headers=HEADERS, json={"bundel": "/x"})
+    missing = client.post("/v1/admin/reload", headers=HEADERS, json={"bundle": "/no/bundle"})
+
+    assert wrong_type.status_code == 422
+    assert typo.status_code == 422
+    assert "bundel" in json.dumps(typo.json())
+    assert missing.status_code == 422
+    assert "stays in use" in missing.json()["detail"]
+
+
+def test_chunked_body_over_limit_is_413(trained_bundle: TrainedBundle, scorer: Scorer,
+                                        tmp_path: Path) -> None:
+    service = _service(trained_bundle, scorer, tmp_path, max_body_bytes=2_048)
+    payload = json.dumps(_turn("customer", "z" * 4_000)).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(payload), 512):
+            yield payload[start:start + 512]
+
+    with TestClient(create_app(service)) as small:
+        response = small.post("/v1/conversations/c-chunked/turns", content=chunks(),
+                              headers={**HEADERS, "content-type": "application/json"})
+
+    assert response.status_code == 413
+
+
+def test_invalid_value_is_echoed(client: TestClient) -> None:
+    response = _post(client, "c-role", _turn("bot", "hello"))
+
+    assert response.status_code == 422
+    assert "'bot'" in json.dumps(response.json())
+
+
+def test_unreachable_redis_is_503(trained_bundle: TrainedBundle, scorer: Scorer,
+                                  tmp_path: Path) -> None:
+    service = _service(trained_bundle, scorer, tmp_path, redis_url="redis://127.0.0.1:1/0")
+    with TestClient(create_app(service)) as client:
+        response = _post(client, "c-redis-down", _turn("customer", "hello"))
+        ready = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert "REDIS_URL" in response.json()["detail"]
+    assert ready.status_code == 503
