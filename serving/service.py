@@ -222,7 +222,11 @@ class EscalationService:
         logger.info("conversation %s turn %d scored: tier %s, p=%.3f, %.1f ms",
                     conversation_id, result.turn_index, result.decision.tier.value,
                     result.escalation_probability, latency_ms)
-        return self._turn_response(state, result, turn)
+        response = self._turn_response(state, result, turn)
+        if escalation is not None and escalation.get("messages") is not None:
+            # What the assistant should tell the customer now: notice, wait, agent introduction.
+            response["customer_messages"] = escalation["messages"]
+        return response
 
     def _state_for(self, conversation_id: str, runtime: Runtime,
                    request: TurnRequest) -> LiveState:

@@ -17,6 +17,7 @@ import numpy as np
 from pipelines.datasets.paths import PROJECT_ROOT
 from pipelines.evaluate.evaluation import evaluate_escalation, evaluate_messages
 from pipelines.evaluate.metrics import choose_threshold_f1, threshold_for_recall
+from pipelines.evaluate.plots import plot_binary_head
 from pipelines.evaluate.vader import VaderBaseline
 from pipelines.export.encoder_cache import ServedEncoder, prepare_encoder
 from pipelines.export.heads import export_head
@@ -186,6 +187,7 @@ def _train_message_heads(
     onnx_frustration = Head(staging / specs["frustration"].file).predict_proba(
         valid_table.embeddings)[:, 1]
     threshold = choose_threshold_f1(valid_table.frustration, onnx_frustration)
+    _log_plot(valid_table.frustration, onnx_frustration, "frustration", float(threshold))
     return specs, float(threshold)
 
 
@@ -228,6 +230,7 @@ def _train_escalation_head(
                                                          settings.prepare_recall)))
     thresholds = Thresholds(escalation=escalation, prepare=prepare,
                             frustration=frustration_threshold)
+    _log_plot(valid_table.labels, probability, "escalation", escalation)
     validation = {
         "escalation_pr_auc": fitted.validation_score,
         "threshold_best_f1": best_f1,
@@ -313,6 +316,18 @@ def _cap(conversations: list[Conversation], limit: int, seed: int) -> list[Conve
     generator = np.random.default_rng(seed)
     chosen = sorted(generator.choice(len(conversations), size=limit, replace=False))
     return [conversations[index] for index in chosen]
+
+
+def _log_plot(y_true: np.ndarray, probability: np.ndarray, name: str, threshold: float) -> None:
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = plot_binary_head(np.asarray(y_true), np.asarray(probability),
+                                title=f"{name} (validation)", threshold=threshold,
+                                path=Path(folder) / f"{name}_validation.png")
+        mlflow.log_artifact(str(path), artifact_path="plots")
 
 
 def _log_metrics_file(metrics: dict[str, Any], path: Path) -> None:

@@ -86,6 +86,9 @@ def test_mlflow_run_and_registered_version(trained_bundle: TrainedBundle) -> Non
     assert "data.files.MWOZ.txt.gz" in run.data.params
     assert version.run_id == trained_bundle.run_id
     assert f"bundle/{MANIFEST_FILE}" in artifacts
+    plots = [item.path for item in client.list_artifacts(trained_bundle.run_id, "plots")]
+    assert "plots/escalation_validation.png" in plots
+    assert "plots/frustration_validation.png" in plots
     assert load_manifest(trained_bundle.path).mlflow.run_id == trained_bundle.run_id
 
 

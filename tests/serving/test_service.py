@@ -97,6 +97,7 @@ def test_urgent_request_escalates_with_routing(client: TestClient) -> None:
     assert body["routing"]["status"] in {"assigned", "queued"}
     assert body["handoff_url"] == "/v1/conversations/c-urgent/handoff"
     assert body["sla_deadline"] is not None
+    assert body["customer_messages"]["escalation_notice"]
     assert {reason["code"] for reason in body["decision"]["reasons"]} >= {
         "urgent_keyword", "billing_dispute"}
 
