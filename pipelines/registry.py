@@ -36,16 +36,29 @@ def start_run(experiment: str, run_name: str, uri: str | None = None) -> Iterato
     uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
-        location = None
-        if uri.startswith("sqlite:") or uri.startswith("postgresql"):
-            DEFAULT_ARTIFACT_ROOT.mkdir(parents=True, exist_ok=True)
-            location = DEFAULT_ARTIFACT_ROOT.as_uri()
-        mlflow.create_experiment(experiment, artifact_location=location)
+        location = artifact_root_for(uri)
+        if location is not None:
+            location.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(experiment,
+                                 artifact_location=location.as_uri() if location else None)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name) as run:
         logger.info("MLflow run %s started in experiment %s (%s)", run.info.run_id,
                     experiment, uri)
         yield run
+
+
+def artifact_root_for(uri: str) -> Path | None:
+    """Return where a new experiment keeps its artifacts for a tracking URI.
+
+    The project's own store uses var/mlflow-artifacts; another SQLite store keeps them in a
+    folder beside its database file; a tracking server decides for itself (None).
+    """
+    if uri == DEFAULT_TRACKING_URI:
+        return DEFAULT_ARTIFACT_ROOT
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlflow-artifacts").resolve()
+    return None
 
 
 def log_params(params: Mapping[str, Any]) -> None:
