@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_SIGNAL = "escalation_probability"
 # After a handback the model escalates again only when its probability rises this much above
-# the value it had at the handoff; the same concern must not bounce the customer back.
+# the value it had at the handoff. The concern a human already handled must not bounce the
+# customer back.
 HANDBACK_PROBABILITY_MARGIN = 0.10
 
 
@@ -62,7 +63,7 @@ class _LatestTurnWindow(Sequence[Turn]):
 
 @dataclass(frozen=True)
 class TurnResult:
-    """What applying one turn produced."""
+    """Result of applying one turn: the scores, the new rule matches and the decision."""
 
     turn_index: int
     role: Role
@@ -149,7 +150,7 @@ def hand_back(state: LiveState) -> None:
     """Record that a human handed the conversation back to the assistant.
 
     The rule signals that fired so far, and the model's current probability, no longer
-    escalate it; a new rule signal or a clearly higher probability still does.
+    escalate it. A new rule signal or a clearly higher probability still does.
     """
     if state.status != "escalated":
         return
