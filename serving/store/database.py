@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,10 @@ def create_store_engine(url: str | URL | None = None) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
 
 
+WAL_SWITCH_ATTEMPTS = 50
+WAL_SWITCH_PAUSE_SECONDS = 0.05
+
+
 def _create_sqlite_engine(url: URL) -> Engine:
     path = Path(str(url.database))
     try:
@@ -129,9 +135,27 @@ def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
     # that off lets _on_sqlite_begin start every transaction itself.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    # WAL lets readers go on while a writer holds the lock.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
+    try:
+        # WAL lets readers go on while a writer holds the lock. The mode is stored in the file,
+        # so only the first connections to a new database switch it.
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            _switch_to_wal(cursor)
+    finally:
+        cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    # Switching needs an exclusive lock, and SQLite may answer "database is locked" at once
+    # instead of waiting when several connections open a new file together, so retry briefly.
+    for attempt in range(WAL_SWITCH_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(WAL_SWITCH_PAUSE_SECONDS)
 
 
 def _on_sqlite_begin(connection: Connection) -> None:
