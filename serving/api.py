@@ -25,20 +25,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.auth import is_valid_key
 from serving.errors import (
     BundleError,
+    ConversationNotFound,
     ConversationStateError,
     ConversationValidationError,
     EscalationError,
+    LimitExceeded,
     StoreError,
 )
 from serving.metrics import PROMETHEUS_CONTENT_TYPE
+from serving.requests import OutcomeRequest, TurnRequest
 from serving.schema import parse_conversation
-from serving.service import (
-    ConversationNotFound,
-    EscalationService,
-    LimitExceeded,
-    OutcomeRequest,
-    TurnRequest,
-)
+from serving.service import EscalationService
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,9 @@
     ├── WebhookConfigError          a webhook delivery setting is invalid
     ├── SignatureError              a webhook signature is malformed, expired or does not match
     ├── SettingsError               a service setting is invalid
-    ├── ConversationStateError      a live conversation is closed, full or unknown
+    ├── ConversationStateError      a live conversation cannot take the request
+    │   ├── LimitExceeded           a request exceeds a configured limit
+    │   └── ConversationNotFound    no state and no stored turns for the id
     ├── RosterError                 a roster of teams and agents is invalid
     └── RoutingError                a routing request cannot be carried out
         ├── RoutingLookupError      the conversation or agent id is unknown to the router
@@ -143,3 +145,11 @@ class HandoffConfigError(PolicyError):
 
 class SimilarCaseIndexError(BundleError):
     """The similar-case vector and case files are missing, malformed or do not agree."""
+
+
+class LimitExceeded(ConversationStateError):
+    """A request exceeds a configured limit; the message names the limit."""
+
+
+class ConversationNotFound(ConversationStateError):
+    """No state and no stored turns exist for the conversation id."""

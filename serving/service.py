@@ -16,17 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from serving.bundle import find_latest_bundle
 from serving.decision import Decision
-from serving.errors import ConversationStateError, RoutingLookupError
+from serving.errors import (
+    ConversationNotFound,
+    ConversationStateError,
+    LimitExceeded,
+    RoutingLookupError,
+)
 from serving.handoff import build_handoff_package, load_approaches, render_text
 from serving.live import TurnResult, apply_turn, hand_back, new_state
 from serving.messages import customer_messages
 from serving.metrics import ServiceMetrics
 from serving.notify import OutboxWorker, RetryPolicy, WebhookSettings, enqueue_notification
 from serving.reasons import ReasonClassifier, load_reason_config
+from serving.requests import OutcomeRequest, TurnRequest
 from serving.roster import Level, load_roster, roster_from_dict
 from serving.routing import Router, RoutingRequest, RoutingResult
 from serving.rules import RuleMatch, load_policy
@@ -47,40 +52,6 @@ REROUTED_EVENT = "conversation.rerouted"
 DEFAULT_ROSTER_PATH = Path(__file__).resolve().parent / "policies" / "roster.example.yaml"
 # How often queued conversations are checked for overflow to their fallback team.
 MAINTENANCE_INTERVAL_SECONDS = 1.0
-
-
-class TurnRequest(Turn):
-    """One new turn, plus conversation details that the first turn may carry."""
-
-    channel: str | None = Field(default=None, max_length=200)
-    started_at: datetime | None = None
-    customer: CustomerProfile | None = None
-
-    def turn(self) -> Turn:
-        """Return the turn alone, without the conversation details."""
-        return Turn.model_validate(self.model_dump(
-            exclude={"channel", "started_at", "customer"}, exclude_none=True))
-
-
-class OutcomeRequest(BaseModel):
-    """Final result of a conversation, reported by the support platform."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    escalated: bool
-    resolved: bool
-    csat: int | None = Field(default=None, ge=1, le=5)
-    agent_id: str | None = Field(default=None, max_length=200)
-    handle_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    notes: str | None = Field(default=None, max_length=2_000)
-
-
-class LimitExceeded(ConversationStateError):
-    """A request exceeds a configured limit; the message names the limit."""
-
-
-class ConversationNotFound(ConversationStateError):
-    """No state and no stored turns exist for the conversation id."""
 
 
 @dataclass(frozen=True)
