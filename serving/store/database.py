@@ -146,7 +146,7 @@ def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 def _switch_to_wal(cursor: Any) -> None:
-    # Switching needs an exclusive lock, and SQLite may answer "database is locked" at once
+    # Switching needs an exclusive lock, and SQLite may return "database is locked" at once
     # instead of waiting when several connections open a new file together, so retry briefly.
     for attempt in range(WAL_SWITCH_ATTEMPTS):
         try:
