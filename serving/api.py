@@ -245,8 +245,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             field = ".".join(location) or "body"
             message = f"field '{field}': {detail.get('msg', 'invalid value')}"
             if detail.get("type") not in {"missing", "json_invalid"} and "input" in detail:
-                shown = repr(detail["input"])
-                message += f" (got {shown[:60] + '...' if len(shown) > 60 else shown})"
+                value_text = repr(detail["input"])
+                if len(value_text) > 60:
+                    value_text = value_text[:60] + "..."
+                message += f" (got {value_text})"
             problems.append(message)
         return JSONResponse(status_code=422, content={"detail": problems})
 

@@ -23,7 +23,7 @@ from serving.errors import ConversationFileError, ConversationValidationError
 
 SCHEMA_VERSION = "1.0"
 
-# Longer messages are pasted logs or documents rather than chat; the encoder reads at most
+# Longer messages are pasted logs or documents rather than chat. The encoder reads at most
 # 256 tokens anyway, so more text only costs memory and time.
 MAX_TEXT_CHARS = 8_000
 MAX_TURNS = 1_000
@@ -31,7 +31,7 @@ MAX_ID_CHARS = 200
 
 
 class Role(StrEnum):
-    """Who wrote a turn."""
+    """Role of the author of a turn."""
 
     CUSTOMER = "customer"
     ASSISTANT = "assistant"
@@ -96,7 +96,7 @@ class Turn(_Strict):
 
 
 class CustomerProfile(_Strict):
-    """What the support platform knows about the customer; every field is optional."""
+    """Customer details from the support platform; every field is optional."""
 
     customer_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
     name: str | None = Field(default=None, max_length=MAX_ID_CHARS)
@@ -120,7 +120,7 @@ class ConversationLabels(_Strict):
 
 
 class Conversation(_Strict):
-    """A support conversation: who the customer is and what was said, in order."""
+    """A support conversation: the customer and the turns, in order."""
 
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     channel: str | None = Field(default=None, max_length=MAX_ID_CHARS)
@@ -254,9 +254,9 @@ def _problem_from_error(
     if detail.get("type") not in {"missing", "timestamp_order", "empty_conversation",
                                   "assistant_only", "customer_only", "escalation_turn_range"}:
         value = detail.get("input")
-        shown = f"{len(value)} characters" if detail.get("type") == "string_too_long" and \
+        value_text = f"{len(value)} characters" if detail.get("type") == "string_too_long" and \
             isinstance(value, str) else _short_repr(value)
-        message = f"{message} (got {shown})"
+        message = f"{message} (got {value_text})"
     return Problem(conversation_id, turn_index, field, message, line_number)
 
 

@@ -430,8 +430,8 @@ class EscalationService:
             state = self._existing_state(conversation_id)
             state.status = "closed"
             self.store.put(state)
-        # The closure is kept as the last routing row, so a worker that lost its state still
-        # knows the conversation is closed.
+        # The closure is stored as the last routing row, so a worker that lost its state can still
+        # tell that the conversation is closed.
         self.log.record_routing(conversation_id, status="closed", payload={"closed": True})
         self._release(conversation_id, None)
         logger.info("conversation %s closed", conversation_id)

@@ -170,7 +170,7 @@ def load_settings(
                 continue
             field = str(detail["loc"][0])
             variable = ENVIRONMENT_VARIABLES.get(field, field)
-            shown = "(hidden)" if field in {"webhook_secret", "api_key_hashes"} else \
+            value_text = "(hidden)" if field in {"webhook_secret", "api_key_hashes"} else \
                 repr(values.get(field))
-            problems.append(f"{variable}={shown}: {detail['msg']}")
+            problems.append(f"{variable}={value_text}: {detail['msg']}")
         raise SettingsError("invalid service settings: " + "; ".join(problems)) from None
