@@ -26,7 +26,7 @@ def is_valid_key(key: str | None, digests: tuple[str, ...]) -> bool:
     """Return True when `key` hashes to one of `digests`.
 
     Every digest is compared, matched or not, with `hmac.compare_digest`, so the time taken
-    says nothing about how close a guess was or which digest it matched.
+    reveals nothing about how close a guess was or which digest it matched.
     """
     if not key:
         return False

@@ -147,7 +147,7 @@ class ConversationFeatures:
     `customer_turn_vector` for each customer turn to get its feature vector.
 
     NOTE: `previous_embeddings` keeps one embedding per customer turn for the repetition
-    features, so memory grows by about 1.6 KB per customer turn; the schema caps turns at 1,000.
+    features, so memory grows by about 1.6 KB per customer turn. The schema caps turns at 1,000.
     """
 
     def __init__(self, state: FeatureState | None = None) -> None:
@@ -299,7 +299,7 @@ def conversation_feature_matrix(
 ) -> np.ndarray:
     """Return the [n_customer_turns, n_features] matrix of a whole conversation.
 
-    `signals` holds one entry per customer turn, in order; `matches` are the rule matches of the
+    `signals` contains one entry per customer turn, in order; `matches` are the rule matches of the
     whole conversation (each carries the turn index where it fired).
     """
     customer_indices = conversation.customer_turn_indices()

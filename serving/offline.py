@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-# onnxruntime sends telemetry on Linux unless ORT_DISABLE_TELEMETRY is set (DO_NOT_TRACK does
-# not stop it); MLflow has its own switch; the Hugging Face hub must never be asked for weights.
+# onnxruntime 1.32 sends telemetry on Linux unless ORT_DISABLE_TELEMETRY is set, and DO_NOT_TRACK
+# does not stop it. MLflow has its own switch, and the Hugging Face hub must not be asked for
+# weights.
 OFFLINE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",

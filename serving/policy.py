@@ -53,7 +53,7 @@ RULE_TIERS: dict[str, Tier] = {
 }
 RULE_IDS: tuple[str, ...] = tuple(RULE_TIERS)
 
-# Routing hints. A rule missing here says nothing about which team should take over.
+# Routing hints. A rule missing here gives no hint about which team should take over.
 RULE_REASONS: dict[str, Reason] = {
     "urgent_keyword": Reason.URGENT,
     "billing_dispute": Reason.BILLING,

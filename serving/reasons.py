@@ -52,7 +52,7 @@ class ReasonAssessment:
 
     `reason` is always a topic, never Reason.URGENT. `scores` contains the cosine similarity of
     the conversation to each reason's descriptions, keyed by reason value, and is empty when no
-    customer embedding was given. `source` says how the topic was chosen.
+    customer embedding was given. `source` names how the topic was chosen.
     """
 
     reason: Reason

@@ -26,7 +26,7 @@ ESCALATION_CLASS = 1
 
 @dataclass(frozen=True)
 class TurnScore:
-    """What the models, the rules and the decision say at one customer turn."""
+    """Model outputs, rule matches and decision at one customer turn."""
 
     turn_index: int
     sentiment: dict[str, float]

@@ -15,8 +15,8 @@ def message_signals(
 ) -> list[MessageSignals]:
     """Run the sentiment and frustration heads on [n, dim] embeddings, one result per row.
 
-    Training and serving both call this, so the escalation head always sees the outputs of the
-    exported ONNX heads, never those of the scikit-learn models they came from.
+    Training and serving both call this, so the escalation head is always trained and run on
+    the outputs of the exported ONNX heads, never on those of the scikit-learn models.
     """
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     if embeddings.shape[0] == 0:

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class Tier(StrEnum):
-    """How soon a human must take the conversation."""
+    """Urgency of a handoff: how soon a human must take the conversation."""
 
     IMMEDIATE = "immediate"
     RAPID = "rapid"
@@ -45,7 +45,7 @@ def most_urgent(tiers: list[Tier]) -> Tier:
 
 
 class Reason(StrEnum):
-    """Why a conversation needs a human; routing picks a team from it."""
+    """Cause of an escalation, from which routing picks a team."""
 
     TECHNICAL = "technical"
     BILLING = "billing"

@@ -1,8 +1,8 @@
 """Metrics of machine-human chatting handoff (MHCH) as Liu et al. define them (AAAI 2021).
 
 Labels are per utterance: 1 where the dialogue should be handed to a human. F1 is on the
-handoff class; "Macro F1" is the harmonic mean of the macro-averaged precision and the
-macro-averaged recall over both classes; GT-T (Golden Transfer within Tolerance) scores how
+handoff class. "Macro F1" is the harmonic mean of the macro-averaged precision and the
+macro-averaged recall over both classes. GT-T (Golden Transfer within Tolerance) scores how
 close the predicted handoff positions of each dialogue are to the gold ones.
 """
 
@@ -114,5 +114,6 @@ def _binary_pair(y_true: Sequence[int], y_pred: Sequence[int]) -> tuple[np.ndarr
     for name, values in (("y_true", truth), ("y_pred", predicted)):
         invalid = sorted(set(np.unique(values).tolist()) - {0, 1})
         if invalid:
-            raise ValueError(f"{name} holds {invalid}; handoff labels must be 0 or 1")
+            raise ValueError(f"{name} contains invalid labels {invalid}; handoff labels must "
+                             "be 0 or 1")
     return truth, predicted

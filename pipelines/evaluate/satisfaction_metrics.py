@@ -21,8 +21,8 @@ DISSATISFIED_AT_OR_BELOW = 2
 def satisfaction_metrics(gold: Sequence[int], predicted: Sequence[int]) -> dict[str, float]:
     """Return `uar`, `kappa`, `rho` and `f1_dissatisfied` for 1-5 ratings of user turns.
 
-    UAR averages recall over the rating levels present in `gold`, as recall of an absent
-    level is undefined; rho is nan when either side is constant.
+    UAR averages recall over the rating levels present in `gold`, because recall of an absent
+    level is undefined. rho is nan when either side is constant.
     """
     truth = np.asarray(gold, dtype=int)
     guess = np.asarray(predicted, dtype=int)
@@ -32,7 +32,8 @@ def satisfaction_metrics(gold: Sequence[int], predicted: Sequence[int]) -> dict[
     for name, values in (("gold", truth), ("predicted", guess)):
         invalid = sorted(set(np.unique(values).tolist()) - set(RATINGS))
         if invalid:
-            raise ValueError(f"{name} holds {invalid}; ratings must be integers 1 to 5")
+            raise ValueError(f"{name} contains invalid ratings {invalid}; ratings must be "
+                             "integers 1 to 5")
 
     present = sorted(set(truth.tolist()))
     uar = float(recall_score(truth, guess, labels=present, average="macro", zero_division=0))

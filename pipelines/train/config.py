@@ -15,7 +15,7 @@ class _Section(BaseModel):
 
 
 class EncoderConfig(_Section):
-    """Which encoder variant the heads are trained on and served with."""
+    """Encoder variant that the heads are trained on and served with."""
 
     variant: str = Field(default="int8", pattern="^(int8|fp32)$")
     max_length: int = Field(default=256, gt=0, le=512)

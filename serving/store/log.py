@@ -118,8 +118,8 @@ class PredictionLog:
     ) -> int:
         """Record one scored turn and return its row id.
 
-        `turn_payload` is the validated turn as JSON (with the conversation header on the first
-        turn); like the text it is kept only when the log stores text.
+        `turn_payload` is the validated turn as JSON, with the conversation header on the first
+        turn. Like the text, it is kept only when the log stores text.
 
         `sentiment` maps negative/neutral/positive to probabilities, and it and `frustration`
         are None for turns the heads did not score. `rule_matches` are the matches that fired at

@@ -120,8 +120,8 @@ scored_turns = Table(
     Column("text_length", Integer, nullable=False),
     # Message text is personal data: it is NULL unless the log was opened with store_text=True.
     Column("text", Text, nullable=True),
-    # The validated turn (and, on the first turn, the conversation header) as JSON, NULL
-    # unless text is stored; a worker that lost its state re-scores the conversation from it.
+    # The validated turn as JSON, with the conversation header on the first turn. It is NULL
+    # unless text is stored, and a worker that lost its state re-scores the conversation from it.
     Column("turn", json_document(), nullable=True),
     Index(None, "conversation_id", "turn_index"),
     Index(None, "created_at"),

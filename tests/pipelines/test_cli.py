@@ -26,7 +26,7 @@ def test_every_command_has_help() -> None:
 
 
 def test_evaluate_raw_uss_file_prints_json(trained_bundle: TrainedBundle, tmp_path: Path) -> None:
-    # A held-out USS corpus arrives in the original format; a small real one stands in.
+    # A held-out USS corpus arrives in the original format, so a small real one is used here.
     source = REPOSITORY / "data" / "raw" / "uss" / "SGD.txt.gz"
     import gzip
 

@@ -94,7 +94,7 @@ def test_gt_length_mismatch_names_dialogue() -> None:
 
 
 def test_labels_must_be_binary() -> None:
-    with pytest.raises(ValueError, match=r"y_pred holds \[2\]"):
+    with pytest.raises(ValueError, match=r"y_pred contains invalid labels \[2\]"):
         handoff_f1([0, 1], [0, 2])
 
 

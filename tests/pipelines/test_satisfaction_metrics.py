@@ -42,5 +42,5 @@ def test_rho_of_constant_prediction_is_nan() -> None:
 
 
 def test_rating_out_of_range_rejected() -> None:
-    with pytest.raises(ValueError, match=r"predicted holds \[6\]"):
+    with pytest.raises(ValueError, match=r"predicted contains invalid ratings \[6\]"):
         satisfaction_metrics([1, 2], [1, 6])

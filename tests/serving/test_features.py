@@ -111,7 +111,7 @@ def test_first_turn_has_no_history() -> None:
 def test_rule_counts_include_current_turn() -> None:
     matrix = _matrix()
 
-    # Turn 2 holds shouting and "terrible" (rapid); turn 3 adds a low confidence (immediate).
+    # Turn 2 contains shouting and "terrible" (rapid). Turn 3 adds a low confidence (immediate).
     assert matrix[1, _column("rules_rapid_log")] > 0
     assert matrix[0, _column("rules_rapid_log")] == 0
     assert matrix[2, _column("rules_immediate_log")] > 0
