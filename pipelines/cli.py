@@ -311,6 +311,22 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
+# Commands kept in modules of their own. Each module defines `register(app)` and imports its
+# heavy libraries inside the command, so `escalation --help` stays fast.
+_COMMAND_MODULES: tuple[str, ...] = (
+)
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Run the CLI, turning this package's errors into one clear line and exit code 2."""
     try:
