@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export ORT_DISABLE_TELEMETRY := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: run test install lint clean
+.PHONY: run test install browser lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,15 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/escalation run
 
-test: $(STAMP)
+# The dashboard's browser tests drive Debian's chromium. Installed here when missing and
+# running as root (CI, a fresh machine); elsewhere install it yourself, or the browser tests
+# are skipped locally (and fail under CI=true).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "chromium not found: 'apt-get install chromium' to run the dashboard's browser tests"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

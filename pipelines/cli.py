@@ -314,6 +314,7 @@ def _json_default(value: Any) -> Any:
 # Commands kept in modules of their own. Each module defines `register(app)` and imports its
 # heavy libraries inside the command, so `escalation --help` stays fast.
 _COMMAND_MODULES: tuple[str, ...] = (
+    "pipelines.benchmark.cli",
 )
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks on public corpora (MHCH, USS, TweetEval, GoEmotions) with the authors' metrics."""
