@@ -313,6 +313,9 @@ class ReasonClassifier:
 
     def _check_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         rows = np.asarray(embeddings, dtype=np.float32)
+        if rows.size == 0:
+            # No customer message yet (an assistant turn escalated first): nothing to compare.
+            return rows.reshape(0, self.dimension)
         if rows.ndim == 1:
             rows = rows.reshape(1, -1)
         if rows.ndim != 2 or (len(rows) > 0 and rows.shape[1] != self.dimension):

@@ -109,6 +109,15 @@ def test_no_messages_and_no_rules_is_general(classifier: ReasonClassifier) -> No
     assert assessment.scores == {}
 
 
+def test_flat_empty_embeddings_are_no_messages(classifier: ReasonClassifier) -> None:
+    # The service passes the stored previous embeddings, which are a flat empty array when an
+    # assistant turn escalates before the customer has written anything.
+    assessment = classifier.classify([], np.asarray([], dtype=np.float32))
+
+    assert assessment.reason is Reason.GENERAL
+    assert assessment.scores == {}
+
+
 def test_high_minimum_forces_general(encoder: Encoder) -> None:
     strict = ReasonClassifier(load_reason_descriptions(), encoder.encode, min_similarity=0.95)
 
