@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +11,15 @@ from typing import Annotated, Any
 import typer
 
 import serving  # noqa: F401  (switches telemetry off before any library below loads)
+from pipelines.cli_common import (
+    BundleOption,
+    ConfigOption,
+    PolicyOption,
+    VerboseOption,
+    finite_json,
+)
+from pipelines.cli_common import configure_logging as _configure_logging
+from pipelines.cli_common import resolve_bundle as _resolve_bundle
 from serving.errors import EscalationError
 
 logger = logging.getLogger("escalation")
@@ -24,47 +31,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-BundleOption = Annotated[
-    Path | None,
-    typer.Option("--bundle", "-b", help="Bundle folder to use; default: the newest under "
-                 "models/.", file_okay=False),
-]
-PolicyOption = Annotated[
-    Path | None,
-    typer.Option("--policy", help="Rule policy YAML; default: the packaged policy "
-                 "(serving/policies/default.yaml).", dir_okay=False),
-]
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", help="Training configuration YAML; default: "
-                 "pipelines/config/train.yaml.", dir_okay=False),
-]
-VerboseOption = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Log at DEBUG level instead of INFO.")
-]
-
-
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    from serving.redact import install_redaction
-
-    install_redaction()
-    # MLflow and alembic log every migration step of a new store at INFO.
-    for noisy in ("alembic", "mlflow.store", "urllib3", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _resolve_bundle(bundle: Path | None) -> Path:
-    from pipelines.train.run import MODELS_DIR
-    from serving.bundle import find_latest_bundle
-
-    return bundle if bundle is not None else find_latest_bundle(MODELS_DIR)
-
 
 @app.command()
 def train(
@@ -287,22 +253,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def finite_json(value: Any) -> Any:
-    """Return `value` with NaN and infinities as None, numpy scalars as Python numbers.
-
-    JSON has no NaN; an AUC of a one-class sample is undefined and printed as null.
-    """
-    if isinstance(value, dict):
-        return {str(key): finite_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(item) for item in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -315,6 +265,8 @@ def _json_default(value: Any) -> Any:
 # heavy libraries inside the command, so `escalation --help` stays fast.
 _COMMAND_MODULES: tuple[str, ...] = (
     "pipelines.benchmark.cli",
+    "pipelines.backtest.cli",
+    "pipelines.report.command",
 )
 
 

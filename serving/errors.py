@@ -20,6 +20,7 @@
     ├── ConversationStateError      a live conversation cannot take the request
     │   ├── LimitExceeded           a request exceeds a configured limit
     │   └── ConversationNotFound    no state and no stored turns for the id
+    ├── ReportError                 a model report cannot be built from the bundle and data
     ├── RosterError                 a roster of teams and agents is invalid
     └── RoutingError                a routing request cannot be carried out
         ├── RoutingLookupError      the conversation or agent id is unknown to the router
@@ -153,3 +154,7 @@ class LimitExceeded(ConversationStateError):
 
 class ConversationNotFound(ConversationStateError):
     """No state and no stored turns exist for the conversation id."""
+
+
+class ReportError(EscalationError, ValueError):
+    """A model report cannot be built: the data has no labels or the output is not writable."""

@@ -1,0 +1,1 @@
+"""Backtests and threshold tuning: replay past conversations through the serving runtime."""

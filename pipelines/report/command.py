@@ -1,0 +1,70 @@
+"""The `escalation report` command: write a self-contained HTML report of a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+# Defined here rather than imported from pipelines.cli, which imports this module while it
+# registers its commands.
+BundleOption = Annotated[
+    Path | None,
+    typer.Option("--bundle", "-b", help="Bundle folder to report on; default: the newest "
+                 "under models/.", file_okay=False),
+]
+PolicyOption = Annotated[
+    Path | None,
+    typer.Option("--policy", help="Rule policy YAML; default: the packaged policy "
+                 "(serving/policies/default.yaml).", dir_okay=False),
+]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log at DEBUG level instead of INFO.")
+]
+
+
+def report(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="HTML file to write; its folder is created if missing.")],
+    data: Annotated[list[Path] | None, typer.Option(
+        "--data", "-d", help="Labelled data to report on: JSON Lines, USS .txt[.gz] or "
+        "GoEmotions .tsv[.gz]; repeat for several files. Default: the test splits the "
+        "bundle was trained beside.", exists=True, dir_okay=False)] = None,
+    bundle: BundleOption = None,
+    policy: PolicyOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Write an HTML report of a bundle beside its baselines: curves, thresholds, lead times.
+
+    The page opens offline: the charts are inline SVG images and it loads no script.
+    """
+    from pipelines.cli import _configure_logging, _resolve_bundle
+    from pipelines.progress import ProgressReporter
+    from pipelines.report.writer import check_writable, write_report
+    from pipelines.train.data import read_any
+    from serving.bundle import load_manifest
+    from serving.rules import load_policy
+
+    _configure_logging(verbose)
+    # The cheap checks run first, so a typo fails before minutes of loading and scoring.
+    check_writable(out)
+    bundle_dir = _resolve_bundle(bundle)
+    load_manifest(bundle_dir, verify=False)
+    loaded_policy = load_policy(policy)
+
+    conversations = None
+    description = None
+    if data:
+        conversations = [conversation for path in data for conversation in read_any(path)]
+        description = ", ".join(str(path) for path in data)
+    with ProgressReporter() as reporter:
+        path = write_report(bundle_dir, out, conversations, policy=loaded_policy,
+                            data_description=description, progress=reporter.update)
+    size = path.stat().st_size
+    typer.echo(f"report of {bundle_dir.name} -> {path} ({size / 1024:.0f} KiB)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `escalation report` to the command line."""
+    app.command(name="report")(report)
