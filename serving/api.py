@@ -1,7 +1,8 @@
 """HTTP API of the escalation service.
 
 Every `/v1` route needs an API key in the `X-API-Key` header (or `Authorization: Bearer`);
-`/healthz`, `/readyz` and `/metrics` are open so that orchestrators can probe them.
+`/healthz`, `/readyz` and `/metrics` are open so that orchestrators can probe them. The analyst
+dashboard under `/dashboard` takes the same key, or a session cookie from its login form.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.auth import is_valid_key
+from serving.dashboard import create_dashboard_router
 from serving.errors import (
     BundleError,
     ConversationNotFound,
@@ -36,6 +38,7 @@ from serving.metrics import PROMETHEUS_CONTENT_TYPE
 from serving.requests import OutcomeRequest, TurnRequest
 from serving.schema import parse_conversation
 from serving.service import EscalationService
+from serving.store.analytics.reader import create_reader_engine
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,9 @@ def create_app(service: EscalationService, *, manage_lifecycle: bool = True) -> 
     stops it, flushing the outbox, on shutdown.
     """
 
+    # The dashboard reads through its own engine, so its queries never take the write lock.
+    dashboard_engine = create_reader_engine(service.settings.database_url)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
@@ -102,6 +108,7 @@ def create_app(service: EscalationService, *, manage_lifecycle: bool = True) -> 
         yield
         if manage_lifecycle:
             service.stop()
+        dashboard_engine.dispose()
         logger.info("service stopped")
 
     app = FastAPI(lifespan=lifespan, title="escalation-scoring",
@@ -111,6 +118,8 @@ def create_app(service: EscalationService, *, manage_lifecycle: bool = True) -> 
     app.add_middleware(BodySizeLimit, max_bytes=service.settings.max_body_bytes)
     _install_error_handlers(app)
     _install_metrics(app, service)
+    app.include_router(create_dashboard_router(dashboard_engine, service.settings,
+                                               lambda: service.router.roster))
 
     def require_api_key(
         x_api_key: Annotated[str | None, Header()] = None,

@@ -1,5 +1,5 @@
-"""API keys: only their sha256 digests are configured, and a request's key is compared in
-constant time against each of them."""
+"""API keys and dashboard sessions: only sha256 digests of keys are configured, a key is
+compared in constant time against each of them, and sessions are HMAC-signed tokens."""
 
 from __future__ import annotations
 
@@ -35,3 +35,75 @@ def is_valid_key(key: str | None, digests: tuple[str, ...]) -> bool:
     for digest in digests:
         matched |= hmac.compare_digest(candidate, digest)
     return matched
+
+
+# ------------------------------------------------------------------ browser sessions
+
+# A browser cannot add the API key header to page loads, so the dashboard trades a valid key for
+# a signed session cookie. The cookie holds no key: only an expiry, a keyed fingerprint of the
+# key's configured digest (removing that digest ends its sessions) and a random nonce.
+SESSION_COOKIE = "escalation_session"
+SESSION_VERSION = "v1"
+_FINGERPRINT_CHARS = 32
+
+
+def matching_digest(key: str | None, digests: tuple[str, ...]) -> str | None:
+    """Return the configured digest that `key` hashes to, or None.
+
+    Like `is_valid_key`, every digest is compared, so the time taken does not depend on which
+    one matched.
+    """
+    if not key:
+        return None
+    candidate = hash_api_key(key)
+    found: str | None = None
+    for digest in digests:
+        if hmac.compare_digest(candidate, digest):
+            found = digest
+    return found
+
+
+def issue_session_token(digest: str, secret: bytes, ttl_seconds: int, now: float) -> str:
+    """Return a session token for the key configured as `digest`, valid for `ttl_seconds`.
+
+    The format is `v1.<expiry unix seconds>.<key fingerprint>.<nonce>.<HMAC-SHA256 signature>`.
+    """
+    if ttl_seconds <= 0:
+        raise ValueError(f"ttl_seconds is {ttl_seconds}; it must be > 0")
+    expires = int(now) + ttl_seconds
+    payload = ".".join((SESSION_VERSION, str(expires), _fingerprint(digest, secret),
+                        secrets.token_urlsafe(12)))
+    return f"{payload}.{_sign(payload, secret)}"
+
+
+def verify_session_token(
+    token: str | None, secret: bytes, digests: tuple[str, ...], now: float
+) -> bool:
+    """Return True when `token` is signed with `secret`, unexpired, and its key still configured."""
+    if not token:
+        return False
+    parts = token.split(".")
+    if len(parts) != 5 or parts[0] != SESSION_VERSION or not parts[1].isdigit():
+        return False
+
+    payload, signature = ".".join(parts[:4]), parts[4]
+    if not hmac.compare_digest(signature, _sign(payload, secret)):
+        return False
+    if int(parts[1]) <= now:
+        return False
+
+    fingerprint = parts[2]
+    matched = False
+    for digest in digests:
+        matched |= hmac.compare_digest(fingerprint, _fingerprint(digest, secret))
+    return matched
+
+
+def _fingerprint(digest: str, secret: bytes) -> str:
+    mac = hmac.new(secret, b"key:" + digest.encode("ascii"), hashlib.sha256)
+    return mac.hexdigest()[:_FINGERPRINT_CHARS]
+
+
+def _sign(payload: str, secret: bytes) -> str:
+    mac = hmac.new(secret, b"session:" + payload.encode("ascii"), hashlib.sha256)
+    return mac.hexdigest()

@@ -23,6 +23,11 @@ Every variable is optional; the defaults run on a laptop with no database or cac
 | ESCALATION_STORE_TEXT | keep message text in the prediction log (default true), so a worker that
   lost its in-process state can re-score a conversation; set false where the platform must not
   store chat text |
+| ESCALATION_SESSION_SECRET | key of at least 32 characters that signs dashboard session cookies;
+  unset, each process draws a random one, so sessions end at restart and are not shared |
+| ESCALATION_SESSION_TTL_SECONDS | lifetime of a dashboard session cookie, default 28800 (8 hours) |
+| ESCALATION_SESSION_COOKIE_SECURE | `true` marks the session cookie Secure (sent over HTTPS only);
+  set it when TLS ends at a proxy in front of the service |
 """
 
 from __future__ import annotations
@@ -70,7 +75,12 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "max_turns": "ESCALATION_MAX_TURNS",
     "store_text": "ESCALATION_STORE_TEXT",
     "auth_disabled": "ESCALATION_AUTH_DISABLED",
+    "session_secret": "ESCALATION_SESSION_SECRET",
+    "session_ttl_seconds": "ESCALATION_SESSION_TTL_SECONDS",
+    "session_cookie_secure": "ESCALATION_SESSION_COOKIE_SECURE",
 }
+SECRET_FIELDS = {"webhook_secret", "api_key_hashes", "session_secret"}
+MIN_SESSION_SECRET_CHARS = 32
 LIST_FIELDS = {"api_key_hashes", "webhook_urls"}
 
 
@@ -95,6 +105,9 @@ class Settings(BaseModel):
     max_turns: int = Field(default=MAX_TURNS, ge=1, le=MAX_TURNS)
     store_text: bool = True
     auth_disabled: bool = False
+    session_secret: SecretStr | None = None
+    session_ttl_seconds: int = Field(default=28_800, ge=60, le=7 * 86_400)
+    session_cookie_secure: bool = False
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
@@ -124,6 +137,17 @@ class Settings(BaseModel):
                     "store hashes, not keys: `escalation apikey` prints a new key and its hash"
                 )
         return hashes
+
+    @field_validator("session_secret")
+    @classmethod
+    def _check_session_secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value()) < MIN_SESSION_SECRET_CHARS:
+            raise ValueError(
+                f"the session secret has {len(secret.get_secret_value())} characters; it needs "
+                f"at least {MIN_SESSION_SECRET_CHARS}; generate one with "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return secret
 
     @field_validator("webhook_urls")
     @classmethod
@@ -170,7 +194,6 @@ def load_settings(
                 continue
             field = str(detail["loc"][0])
             variable = ENVIRONMENT_VARIABLES.get(field, field)
-            value_text = "(hidden)" if field in {"webhook_secret", "api_key_hashes"} else \
-                repr(values.get(field))
+            value_text = "(hidden)" if field in SECRET_FIELDS else repr(values.get(field))
             problems.append(f"{variable}={value_text}: {detail['msg']}")
         raise SettingsError("invalid service settings: " + "; ".join(problems)) from None

@@ -125,6 +125,12 @@ scored_turns = Table(
     Column("turn", json_document(), nullable=True),
     Index(None, "conversation_id", "turn_index"),
     Index(None, "created_at"),
+    # The dashboard's indexes (migration 0003): conversations by first turn, a covering index
+    # of the per-conversation aggregates, and the bundle filter list.
+    Index(None, "turn_index", "created_at", "conversation_id"),
+    Index("ix_scored_turns_conversation_summary", "conversation_id", "escalate", "role",
+          "created_at", "escalation_probability"),
+    Index(None, "bundle"),
 )
 
 routing_results = Table(
