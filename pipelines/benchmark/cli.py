@@ -14,6 +14,9 @@ benchmark_app = typer.Typer(
 
 # One module per benchmark; each defines `register(benchmark_app)`.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "pipelines.benchmark.mhch",
+    "pipelines.benchmark.sentiment", "pipelines.benchmark.frustration",
+    "pipelines.benchmark.uss",
 )
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from serving.token_encoder import DEFAULT_TOKEN_PATTERN
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "train.yaml"
 
@@ -14,11 +18,48 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EncoderConfig(_Section):
-    """Encoder variant that the heads are trained on and served with."""
+class TokenEncoderConfig(_Section):
+    """TF-IDF n-gram encoder for texts in any language or of opaque token ids.
 
+    `projection_dimension` 0 keeps the sparse TF-IDF columns; a positive value projects them
+    with a TruncatedSVD of that many components fitted on the training texts.
+    """
+
+    analyzer: Literal["word", "char_wb"] = "word"
+    ngram_min: int = Field(default=1, ge=1, le=10)
+    ngram_max: int = Field(default=2, ge=1, le=10)
+    min_df: int = Field(default=2, ge=1)
+    max_features: int | None = Field(default=None, gt=0)
+    sublinear_tf: bool = True
+    lowercase: bool = True
+    token_pattern: str = DEFAULT_TOKEN_PATTERN
+    projection_dimension: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_ngram_range(self) -> TokenEncoderConfig:
+        if self.ngram_min > self.ngram_max:
+            raise ValueError(f"ngram_min {self.ngram_min} is greater than ngram_max "
+                             f"{self.ngram_max}; use ngram_min <= ngram_max")
+        try:
+            re.compile(self.token_pattern)
+        except re.error as error:
+            raise ValueError(f"token_pattern {self.token_pattern!r} is not a valid regular "
+                             f"expression ({error})") from None
+        return self
+
+
+class EncoderConfig(_Section):
+    """Text encoder that the heads are trained on and served with.
+
+    `kind` minilm is the English sentence encoder all-MiniLM-L6-v2, exported to ONNX in the
+    `variant` int8 or fp32. `kind` tokens is the language-agnostic TF-IDF encoder set in
+    `tokens`, for other languages and for corpora of token ids.
+    """
+
+    kind: Literal["minilm", "tokens"] = "minilm"
     variant: str = Field(default="int8", pattern="^(int8|fp32)$")
     max_length: int = Field(default=256, gt=0, le=512)
+    tokens: TokenEncoderConfig = TokenEncoderConfig()
 
 
 class HeadConfig(_Section):

@@ -79,9 +79,15 @@ def fit_frustration(
 
 def fit_escalation(
     x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray,
-    *, c_grid: list[float], folds: int, seed: int,
+    *, c_grid: list[float], folds: int, seed: int, class_weight: str | None = None,
 ) -> FittedHead:
     """Fit scaler + sigmoid-calibrated logistic regression; pick C by validation PR-AUC.
+
+    `class_weight` goes to LogisticRegression ("balanced" or None). The default is None
+    because unweighted fits ranked better: in 5-fold cross-validation grouped by conversation
+    on the USS train and validation conversations, PR-AUC was 0.260 unweighted against 0.256
+    balanced at C=0.002, and higher in each of the five folds. The sigmoid calibration is
+    fitted without weights, so either setting returns calibrated probabilities.
 
     The scaler stays outside the calibrated classifier: skl2onnx converts a
     CalibratedClassifierCV wrapped around a whole Pipeline without error but with wrong
@@ -94,7 +100,7 @@ def fit_escalation(
     scores: dict[float, float] = {}
     best: tuple[float, float, Any] | None = None
     for c in c_grid:
-        base = LogisticRegression(C=c, max_iter=MAX_ITER, class_weight="balanced",
+        base = LogisticRegression(C=c, max_iter=MAX_ITER, class_weight=class_weight,
                                   random_state=seed)
         model = Pipeline([
             ("scale", StandardScaler()),

@@ -16,7 +16,7 @@ import numpy as np
 
 from pipelines.datasets.paths import PROJECT_ROOT
 from pipelines.evaluate.evaluation import evaluate_escalation, evaluate_messages
-from pipelines.evaluate.metrics import choose_threshold_f1, threshold_for_recall
+from pipelines.evaluate.metrics import choose_threshold_f1
 from pipelines.evaluate.plots import plot_binary_head
 from pipelines.evaluate.vader import VaderBaseline
 from pipelines.export.encoder_cache import ServedEncoder, prepare_encoder
@@ -82,6 +82,7 @@ def train(
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train the three heads, export them, evaluate the bundle and register it in MLflow."""
+    _check_encoder_kind(config)
     policy = policy if policy is not None else load_policy()
     name = bundle_name or "escalation-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     staging = models_dir / f".staging-{name}"
@@ -145,9 +146,21 @@ def train(
         _log_metrics_file(metrics, staging.parent / f".metrics-{name}.json")
 
         staging.rename(final)
+        _log_report(final, work_dir, data, policy, progress)
         version = log_bundle(final, config.mlflow.registered_model, run.info.run_id)
         logger.info("bundle %s written to %s", name, final)
         return TrainResult(final, manifest, metrics, run.info.run_id, version)
+
+
+def _check_encoder_kind(config: TrainConfig) -> None:
+    # TODO(bundles of the token encoder): the manifest, scorer and live service read MiniLM
+    # bundles only, so a tokens bundle could not be served yet.
+    if config.encoder.kind != "minilm":
+        raise ValueError(
+            f"encoder.kind {config.encoder.kind!r} is not supported by `escalation train` yet; "
+            "it trains and exports MiniLM bundles only. Set encoder.kind: minilm, or measure "
+            "the token encoder with `escalation benchmark mhch`"
+        )
 
 
 def _train_message_heads(
@@ -226,8 +239,9 @@ def _train_escalation_head(
     budget = budget_threshold(probability, valid_table.conversation_ids,
                               settings.max_conversation_alert_rate)
     escalation = max(best_f1, budget)
-    prepare = min(escalation, float(threshold_for_recall(valid_table.labels, probability,
-                                                         settings.prepare_recall)))
+    prepare = min(escalation, recall_threshold(probability, valid_table.labels,
+                                               valid_table.conversation_ids,
+                                               settings.prepare_recall))
     thresholds = Thresholds(escalation=escalation, prepare=prepare,
                             frustration=frustration_threshold)
     _log_plot(valid_table.labels, probability, "escalation", escalation)
@@ -269,6 +283,32 @@ def budget_threshold(
         return 0.0
     # Just above the peak of the first conversation that must not alert.
     return float(np.nextafter(peaks[allowed], 1.0))
+
+
+def recall_threshold(
+    probability: np.ndarray, labels: np.ndarray, conversation_ids: Sequence[str],
+    recall: float,
+) -> float:
+    """Return the highest threshold reached in at least `recall` of the positive conversations.
+
+    A positive conversation has a positive label on any customer turn; it counts as caught
+    when any of its turns reaches the threshold. A per-turn recall target would have to catch
+    the quiet turns around each complaint too, which pushed the threshold so low that it fired
+    in every validation conversation.
+    """
+    positive = {conversation_id for conversation_id, label in zip(conversation_ids, labels,
+                                                                   strict=True) if label}
+    peaks: dict[str, float] = {}
+    for conversation_id, value in zip(conversation_ids, probability, strict=True):
+        if conversation_id in positive:
+            peaks[conversation_id] = max(peaks.get(conversation_id, 0.0), float(value))
+    if not peaks:
+        raise ValueError("no positive conversation in the validation rows, so no threshold "
+                         "can reach a recall target; check the escalation labels")
+
+    ordered = np.sort(np.asarray(list(peaks.values())))[::-1]
+    needed = int(np.ceil(recall * len(ordered)))
+    return float(ordered[max(needed, 1) - 1])
 
 
 def _export(
@@ -328,6 +368,22 @@ def _log_plot(y_true: np.ndarray, probability: np.ndarray, name: str, threshold:
                                 title=f"{name} (validation)", threshold=threshold,
                                 path=Path(folder) / f"{name}_validation.png")
         mlflow.log_artifact(str(path), artifact_path="plots")
+
+
+def _log_report(bundle_dir: Path, work_dir: Path, data: TrainingData, policy: Policy,
+                progress: Progress | None) -> None:
+    # The HTML report goes with the run so a reviewer sees curves and lead times beside the
+    # metrics; it scores the test splits once more.
+    import mlflow
+
+    from pipelines.report.writer import write_report
+
+    report = write_report(bundle_dir, work_dir / "reports" / f"{bundle_dir.name}.html",
+                          data.messages["test"] + data.conversations["test"], policy=policy,
+                          data_description="the test splits of the training data",
+                          progress=progress)
+    mlflow.log_artifact(str(report), artifact_path="report")
+    logger.info("report of %s written to %s", bundle_dir.name, report)
 
 
 def _log_metrics_file(metrics: dict[str, Any], path: Path) -> None:

@@ -1,11 +1,11 @@
-"""Tests of the conversation-level alert budget used to pick the escalation threshold."""
+"""Tests of the conversation-level alert budget and recall target that pick the thresholds."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipelines.train.run import budget_threshold
+from pipelines.train.run import budget_threshold, recall_threshold
 
 
 def _alerting(probability: np.ndarray, ids: list[str], threshold: float) -> int:
@@ -40,3 +40,40 @@ def test_budget_respected_on_random_data(rate: float) -> None:
     threshold = budget_threshold(probability, ids, rate)
 
     assert _alerting(probability, ids, threshold) <= int(rate * 100)
+
+
+def test_recall_counts_conversations_not_turns() -> None:
+    # a and b needed a human (a positive turn each); c did not. a peaks at 0.9 on a negative
+    # turn, which still counts: the warning fired in that conversation.
+    probability = np.array([0.9, 0.2, 0.4, 0.1, 0.95])
+    labels = np.array([0, 1, 1, 0, 0])
+    ids = ["a", "a", "b", "b", "c"]
+
+    assert recall_threshold(probability, labels, ids, 1.0) == pytest.approx(0.4)
+    assert recall_threshold(probability, labels, ids, 0.5) == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("recall", [0.3, 0.8, 0.95])
+def test_recall_target_met_on_random_data(recall: float) -> None:
+    generator = np.random.default_rng(5)
+    ids = [f"c{index // 6}" for index in range(600)]
+    probability = generator.random(600)
+    labels = (generator.random(600) < 0.1).astype(int)
+    positive = {conversation_id for conversation_id, label in zip(ids, labels, strict=True)
+                if label}
+
+    threshold = recall_threshold(probability, labels, ids, recall)
+
+    caught = {conversation_id for conversation_id, value in zip(ids, probability, strict=True)
+              if conversation_id in positive and value >= threshold}
+    assert len(caught) >= recall * len(positive)
+    higher = float(np.nextafter(threshold, 1.0))
+    caught_higher = {conversation_id for conversation_id, value in zip(ids, probability,
+                                                                       strict=True)
+                     if conversation_id in positive and value >= higher}
+    assert len(caught_higher) < recall * len(positive)
+
+
+def test_recall_without_positives_names_the_labels() -> None:
+    with pytest.raises(ValueError, match="no positive conversation"):
+        recall_threshold(np.array([0.5]), np.array([0]), ["a"], 0.8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +91,23 @@ def test_mlflow_run_and_registered_version(trained_bundle: TrainedBundle) -> Non
     assert "plots/escalation_validation.png" in plots
     assert "plots/frustration_validation.png" in plots
     assert load_manifest(trained_bundle.path).mlflow.run_id == trained_bundle.run_id
+
+
+def test_training_logs_the_model_report(trained_bundle: TrainedBundle, tmp_path: Path) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(trained_bundle.tracking_uri)
+    client = MlflowClient()
+    name = f"{trained_bundle.path.name}.html"
+    artifacts = [item.path for item in client.list_artifacts(trained_bundle.run_id, "report")]
+    assert artifacts == [f"report/{name}"]
+
+    local = Path(client.download_artifacts(trained_bundle.run_id, f"report/{name}",
+                                           str(tmp_path)))
+    page = local.read_text(encoding="utf-8")
+    assert trained_bundle.path.name in page
+    assert "Lead time" in page
 
 
 def test_train_and_serve_features_identical(trained_bundle: TrainedBundle) -> None:

@@ -164,3 +164,132 @@ def test_vector_for_assistant_turn_rejected() -> None:
 )
 def test_uppercase_ratio(text: str, expected: float) -> None:
     assert uppercase_ratio(text) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------ turn sequence features
+
+from serving.features import (  # noqa: E402
+    TURN_CONTEXT_FEATURE_NAMES,
+    TURN_TEXT_BLOCKS,
+    TurnSequenceFeatures,
+    TurnSequenceState,
+    conversation_turn_rows,
+    turn_feature_names,
+)
+from serving.schema import Role, Turn  # noqa: E402
+
+TEXT_WIDTH = 6
+
+
+def _text(columns: list[int], values: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    vector = np.asarray(values, dtype=np.float32)
+    return np.asarray(columns, dtype=np.int64), vector / np.linalg.norm(vector)
+
+
+def _turn_conversation() -> tuple[Conversation, list[tuple[np.ndarray, np.ndarray]]]:
+    conversation = Conversation.model_validate({
+        "id": "turn-sequence-case",
+        "turns": [
+            {"role": "customer", "text": "w1 w2"},
+            {"role": "assistant", "text": "w3 w4 w5"},
+            {"role": "customer", "text": "w1 w2"},
+            {"role": "assistant", "text": "w3 w4 w5"},
+            {"role": "customer", "text": ""},
+        ],
+    })
+    vectors = [_text([0, 1], [1.0, 1.0]), _text([2, 3, 4], [1.0, 2.0, 1.0]),
+               _text([0, 1], [1.0, 1.0]), _text([2, 3, 4], [1.0, 2.0, 1.0]),
+               (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))]
+    return conversation, vectors
+
+
+def _context(row: np.ndarray, name: str) -> float:
+    return float(row[TURN_CONTEXT_FEATURE_NAMES.index(name)])
+
+
+def test_turn_feature_names_layout() -> None:
+    names = turn_feature_names(TEXT_WIDTH)
+
+    assert len(names) == len(TURN_CONTEXT_FEATURE_NAMES) + len(TURN_TEXT_BLOCKS) * TEXT_WIDTH
+    assert len(set(names)) == len(names)
+    assert names[len(TURN_CONTEXT_FEATURE_NAMES)] == "text_customer_00000"
+    assert names[-1] == f"previous_text_assistant_{TEXT_WIDTH - 1:05d}"
+
+
+def test_turn_rows_repeat_of_bot_answer() -> None:
+    conversation, vectors = _turn_conversation()
+    rows = [row.to_dense() for row in conversation_turn_rows(conversation, vectors, TEXT_WIDTH)]
+
+    assert _context(rows[1], "assistant_repeat_exact") == 0.0
+    assert _context(rows[3], "assistant_repeat_exact") == 1.0
+    assert _context(rows[3], "assistant_repeat_similarity_max") == pytest.approx(1.0, abs=1e-6)
+    assert _context(rows[3], "assistant_repeat_count") == 1.0
+    assert _context(rows[2], "customer_repeat_count") == 1.0
+    assert _context(rows[4], "customer_assistant_repeats") == 1.0
+    assert _context(rows[4], "customer_customer_repeats") == 1.0
+
+
+def test_turn_rows_split_by_side() -> None:
+    conversation, vectors = _turn_conversation()
+    rows = [row.to_dense() for row in conversation_turn_rows(conversation, vectors, TEXT_WIDTH)]
+    base = len(TURN_CONTEXT_FEATURE_NAMES)
+
+    assert _context(rows[0], "is_customer") == 1.0
+    assert _context(rows[1], "is_customer") == 0.0
+    assert not any(rows[1][TURN_CONTEXT_FEATURE_NAMES.index(name)]
+                   for name in TURN_CONTEXT_FEATURE_NAMES if name.startswith("customer_"))
+    assert np.allclose(rows[1][base + TEXT_WIDTH:base + 2 * TEXT_WIDTH][2:5],
+                       vectors[1][1])
+    assert not rows[1][base:base + TEXT_WIDTH].any()
+
+
+def test_turn_rows_carry_previous_text() -> None:
+    conversation, vectors = _turn_conversation()
+    rows = [row.to_dense() for row in conversation_turn_rows(conversation, vectors, TEXT_WIDTH)]
+    previous_customer = len(TURN_CONTEXT_FEATURE_NAMES) + 2 * TEXT_WIDTH
+
+    assert not rows[0][previous_customer:].any()
+    assert np.allclose(rows[1][previous_customer:previous_customer + 2],
+                       0.5 * vectors[0][1])
+
+
+def test_turn_rows_ignore_later_turns() -> None:
+    conversation, vectors = _turn_conversation()
+    full = conversation_turn_rows(conversation, vectors, TEXT_WIDTH)
+    shorter = Conversation.model_validate({
+        "id": conversation.id,
+        "turns": [turn.model_dump(mode="json", exclude_none=True)
+                  for turn in conversation.turns[:3]],
+    })
+    prefix = conversation_turn_rows(shorter, vectors[:3], TEXT_WIDTH)
+
+    for whole, part in zip(full[:3], prefix, strict=True):
+        assert np.array_equal(whole.to_dense(), part.to_dense())
+
+
+def test_turn_state_round_trip_continues_identically() -> None:
+    conversation, vectors = _turn_conversation()
+    builder = TurnSequenceFeatures(TEXT_WIDTH)
+    for turn, (columns, values) in zip(conversation.turns[:3], vectors[:3], strict=True):
+        builder.turn_row(turn, columns, values)
+    restored = TurnSequenceFeatures(
+        TEXT_WIDTH, TurnSequenceState.from_dict(builder.state.to_dict()))
+
+    turn = conversation.turns[3]
+    expected = builder.turn_row(turn, *vectors[3]).to_dense()
+    assert np.array_equal(restored.turn_row(turn, *vectors[3]).to_dense(), expected)
+
+
+def test_turn_row_rejects_out_of_range_column() -> None:
+    builder = TurnSequenceFeatures(TEXT_WIDTH)
+    turn = Turn(role=Role.CUSTOMER, text="w1")
+
+    with pytest.raises(ValueError, match="columns in"):
+        builder.turn_row(turn, np.asarray([TEXT_WIDTH]), np.asarray([1.0]))
+
+
+def test_turn_rows_reject_vector_count_mismatch() -> None:
+    conversation, vectors = _turn_conversation()
+
+    with pytest.raises(ValueError, match="5 turns but 4 text vectors"):
+        conversation_turn_rows(conversation, vectors[:4], TEXT_WIDTH)
