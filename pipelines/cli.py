@@ -14,9 +14,12 @@ import serving  # noqa: F401  (switches telemetry off before any library below l
 from pipelines.cli_common import (
     BundleOption,
     ConfigOption,
+    ForceOption,
     PolicyOption,
     VerboseOption,
+    check_output_path,
     finite_json,
+    read_data_files,
 )
 from pipelines.cli_common import configure_logging as _configure_logging
 from pipelines.cli_common import resolve_bundle as _resolve_bundle
@@ -82,14 +85,14 @@ def evaluate(
     from pipelines.evaluate.evaluation import evaluate_escalation, evaluate_messages
     from pipelines.evaluate.vader import VaderBaseline
     from pipelines.train.config import load_train_config
-    from pipelines.train.data import load_training_data, read_any
+    from pipelines.train.data import load_training_data
     from serving.rules import load_policy
     from serving.scorer import Scorer
 
     settings = load_train_config(config).escalation
     scorer = Scorer(_resolve_bundle(bundle), policy=load_policy(policy))
     if data:
-        conversations = [conversation for path in data for conversation in read_any(path)]
+        conversations = read_data_files(data)
     else:
         training_data = load_training_data(seed=load_train_config(config).seed,
                                            splits_name=settings.splits)
@@ -134,10 +137,13 @@ def score(
                                          "per conversation (JSON Lines).", dir_okay=False)],
     bundle: BundleOption = None,
     policy: PolicyOption = None,
+    force: ForceOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Score conversations with onnxruntime and write each decision with its reasons."""
     _configure_logging(verbose)
+    check_output_path(output, [("INPUT.jsonl", input_path), ("--bundle", bundle),
+                               ("--policy", policy)], force=force, option="--output")
     count = _score_file(input_path, output, bundle, policy)
     typer.echo(f"scored {count} conversations -> {output}")
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from serving.schema import Conversation
 
 BundleOption = Annotated[
     Path | None,
@@ -27,6 +33,11 @@ ConfigOption = Annotated[
 ]
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log at DEBUG level instead of INFO.")
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Overwrite the output file if it exists. Without it an "
+                       "existing output file is rejected. An output that is an input file or "
+                       "not a regular file is rejected even with --force.")
 ]
 
 
@@ -67,3 +78,91 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def check_output_path(path: Path, inputs: Sequence[tuple[str, Path | None]], *, force: bool,
+                      option: str = "--out") -> None:
+    """Reject an output path that would destroy an input or a file the user did not mean.
+
+    `inputs` pairs each input option with its path (None: not given). Data and policy paths
+    are files, a bundle is a folder whose files must not be overwritten. The output's folder
+    is created and probed here, so an unwritable path fails before any replay or scoring.
+    Raises typer.BadParameter (exit code 2) naming `option` and the path.
+    """
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; pass a file path such as "
+                                 f"{path / 'output'}", param_hint=option)
+    if path.exists() and not path.is_file():
+        raise typer.BadParameter(f"{path} exists and is not a regular file (a device, fifo or "
+                                 "socket); pass the path of a regular file", param_hint=option)
+
+    target = path.resolve()
+    for input_option, input_path in inputs:
+        if input_path is not None and _overwrites_input(path, target, input_path):
+            raise typer.BadParameter(
+                f"{path} is the {input_option} input {input_path}; writing there would "
+                "destroy it, so pass another output path", param_hint=option)
+
+    if path.exists() and not force:
+        raise typer.BadParameter(f"{path} already exists; pass --force to overwrite it, or "
+                                 "choose another path", param_hint=option)
+    _check_folder_writable(path, option)
+
+
+def _overwrites_input(path: Path, target: Path, input_path: Path) -> bool:
+    source = input_path.resolve()
+    if input_path.is_dir():
+        # A new file beside the model files is harmless; replacing one breaks the bundle.
+        return path.exists() and target.is_relative_to(source)
+    if target == source:
+        return True
+    # Hard links have different paths but share the data.
+    return path.exists() and input_path.exists() and os.path.samefile(path, input_path)
+
+
+def _check_folder_writable(path: Path, option: str) -> None:
+    # A probe file is written because root passes every permission-bit check, so `os.access`
+    # would accept folders that root cannot write either.
+    blocker = next((folder for folder in path.parents if folder.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise typer.BadParameter(f"cannot write {path}: {blocker} is a file, not a folder; "
+                                 "pass an output path in a writable folder", param_hint=option)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=path.parent, prefix=".escalation-probe-")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise typer.BadParameter(f"cannot write {path}: {reason}; pass an output path in a "
+                                 "writable folder", param_hint=option) from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+def read_data_files(paths: Sequence[Path]) -> list[Conversation]:
+    """Read every --data file with `read_any` and join them, rejecting repeated ids.
+
+    A conversation counted twice would double every figure computed from it, so a file given
+    twice or an id found in two files raises SchemaError naming the id and both files.
+    """
+    from pipelines.train.data import read_any
+    from serving.errors import SchemaError
+
+    conversations: list[Conversation] = []
+    source_of: dict[str, Path] = {}
+    seen_files: dict[Path, Path] = {}
+    for path in paths:
+        resolved = path.resolve()
+        if resolved in seen_files:
+            raise SchemaError(f"--data {path} is given twice (also as {seen_files[resolved]}); "
+                              "pass each file once")
+        seen_files[resolved] = path
+
+        for conversation in read_any(path):
+            first = source_of.get(conversation.id)
+            if first is not None:
+                raise SchemaError(f"conversation id {conversation.id!r} is in both {first} and "
+                                  f"{path}; give every conversation a unique id, or pass each "
+                                  "conversation once")
+            source_of[conversation.id] = path
+            conversations.append(conversation)
+    return conversations

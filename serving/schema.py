@@ -16,7 +16,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from serving.errors import ConversationFileError, ConversationValidationError
@@ -56,13 +64,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+# Label fields take strict types, because a lax integer would read `true` as rating 1 (very
+# dissatisfied) and "3" as 3, so a mislabelled file would train and score silently.
 class TurnLabels(_Strict):
     """Ground truth for one turn, used for training and evaluation only."""
 
-    satisfaction: int | None = Field(default=None, ge=1, le=5)
+    satisfaction: StrictInt | None = Field(default=None, ge=1, le=5)
     sentiment: Sentiment | None = None
-    frustration: bool | None = None
-    handoff: bool | None = None
+    frustration: StrictBool | None = None
+    handoff: StrictBool | None = None
 
 
 class Turn(_Strict):
@@ -113,10 +123,10 @@ class CustomerProfile(_Strict):
 class ConversationLabels(_Strict):
     """Conversation-level ground truth, used for training and evaluation only."""
 
-    escalated: bool | None = None
-    escalation_turn: int | None = Field(default=None, ge=0)
+    escalated: StrictBool | None = None
+    escalation_turn: StrictInt | None = Field(default=None, ge=0)
     escalation_reason: str | None = Field(default=None, max_length=MAX_ID_CHARS)
-    overall_satisfaction: int | None = Field(default=None, ge=1, le=5)
+    overall_satisfaction: StrictInt | None = Field(default=None, ge=1, le=5)
 
 
 class Conversation(_Strict):
@@ -290,6 +300,13 @@ def iter_conversation_lines(path: Path) -> Iterator[tuple[int, Conversation | Ex
                              f"{error.colno}", line_number)]
                 )
                 continue
+            except RecursionError:
+                yield line_number, ConversationValidationError(
+                    [Problem(None, None, "(json)", "not valid JSON: arrays or objects are "
+                             "nested too deeply to decode; a conversation needs only a few "
+                             "levels", line_number)]
+                )
+                continue
             try:
                 yield line_number, parse_conversation(data, line_number=line_number)
             except ConversationValidationError as error:
@@ -323,8 +340,41 @@ def read_conversations(path: str | Path) -> list[Conversation]:
         conversations.append(item)
 
     if problems:
-        raise ConversationFileError(path, problems)
+        error = ConversationFileError(path, problems)
+        hint = foreign_format_hint(path) if not conversations else None
+        if hint is not None:
+            # The hint leads, because fifty per-line errors hide that the whole file is wrong.
+            error.args = (f"{hint}\n{error}",)
+        raise error
     return conversations
+
+
+# The first bytes of a gzip stream (RFC 1952, section 2.3.1).
+GZIP_MAGIC = b"\x1f\x8b"
+USS_ROLES = ("USER", "SYSTEM")
+_SNIFF_LINES = 5
+
+
+def foreign_format_hint(path: Path) -> str | None:
+    """Return a sentence saying which other format `path` looks like, or None.
+
+    Only the first lines are read. Recognised: gzip-compressed data and the tab-separated
+    dialogue lines of the USS corpora (`USER` or `SYSTEM`, a tab, the text).
+    """
+    with path.open("rb") as handle:
+        head = handle.read(64 * 1024)
+    if head.startswith(GZIP_MAGIC):
+        return (f"{path} is not JSON Lines: it starts with the gzip magic bytes 1f 8b, so it "
+                "is gzip-compressed. Decompress it (gunzip), or, if it holds USS dialogues, "
+                "name it .txt.gz so that evaluate, backtest, tune and report read it as USS")
+
+    lines = [line for line in head.decode("utf-8", errors="replace").splitlines()
+             if line.strip()][:_SNIFF_LINES]
+    if lines and all(line.split("\t", 1)[0] in USS_ROLES and "\t" in line for line in lines):
+        return (f"{path} is not JSON Lines: its lines are tab-separated USS dialogue text "
+                "(USER or SYSTEM, a tab, the text). Name it .txt (or .txt.gz when compressed) "
+                "so that evaluate, backtest, tune and report read it as USS")
+    return None
 
 
 def write_conversations(conversations: Iterable[Conversation], path: str | Path) -> int:

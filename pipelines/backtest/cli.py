@@ -11,15 +11,17 @@ import typer
 from pipelines.cli_common import (
     BundleOption,
     ConfigOption,
+    ForceOption,
     PolicyOption,
     VerboseOption,
+    check_output_path,
     configure_logging,
     finite_json,
     resolve_bundle,
 )
 
 if TYPE_CHECKING:
-    from pipelines.backtest.jobs import LabelSettings
+    from pipelines.backtest.jobs import DataSet, LabelSettings, Side
     from pipelines.backtest.tune import Target
 
 DataOption = Annotated[
@@ -49,9 +51,11 @@ def backtest(
         "serving/policies/roster.example.yaml.", dir_okay=False)] = None,
     changes_out: Annotated[Path | None, typer.Option(
         "--changes-out", help="Write one JSON line per conversation whose decision changed "
-        "(id, first changed turn, old and new tier and probability).", dir_okay=False)] = None,
+        "(id, first changed turn, old and new tier and probability). An existing file is "
+        "overwritten only with --force.", dir_okay=False)] = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    force: ForceOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Compare a candidate bundle or policy with the current one on past conversations.
@@ -67,9 +71,17 @@ def backtest(
     from pipelines.backtest.render import render_backtest
     from pipelines.progress import ProgressReporter
 
-    dataset = load_data(data, _label_settings(config))
     candidate = Side(resolve_bundle(bundle), policy)
     baseline = Side(resolve_bundle(baseline_bundle), baseline_policy)
+    if changes_out is not None:
+        check_output_path(changes_out, [
+            ("--data", data), ("--bundle", candidate.bundle), ("--policy", policy),
+            ("--baseline-bundle", baseline.bundle), ("--baseline-policy", baseline_policy),
+            ("--roster", roster), ("--config", config), *_default_policy(policy, baseline_policy),
+        ], force=force, option="--changes-out")
+
+    dataset = load_data(data, _label_settings(config))
+    _warn_about_inputs(dataset, candidate, baseline)
     with ProgressReporter() as reporter:
         report, changes = run_backtest(dataset, candidate, baseline, roster_path=roster,
                                        progress=reporter.update)
@@ -89,7 +101,8 @@ def backtest(
 def tune(
     data: DataOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the tuned policy "
-                                      "YAML.", dir_okay=False)],
+                                      "YAML. An existing file is overwritten only with "
+                                      "--force.", dir_okay=False)],
     bundle: BundleOption = None,
     policy: PolicyOption = None,
     max_escalation_rate: Annotated[float | None, typer.Option(
@@ -101,8 +114,13 @@ def tune(
     prepare_recall: Annotated[float, typer.Option(
         "--prepare-recall", help="Share of the conversations that needed a human that the "
         "prepare threshold must warn about or escalate, in (0, 1].")] = 0.8,
+    allow_weak_threshold: Annotated[bool, typer.Option(
+        "--allow-weak-threshold", help="Write the policy even when the chosen threshold finds "
+        "no conversation that needed a human, or escalates fewer than 5 labelled "
+        "conversations.")] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    force: ForceOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Pick escalation and prepare thresholds for a target and write them into a policy copy.
@@ -116,11 +134,14 @@ def tune(
     from pipelines.progress import ProgressReporter
 
     target = _target(max_escalation_rate, min_precision)
+    side = Side(resolve_bundle(bundle), policy)
+    check_output_path(out, [("--data", data), ("--bundle", side.bundle), ("--policy", policy),
+                            ("--config", config), *_default_policy(policy)], force=force)
+
     dataset = load_data(data, _label_settings(config))
     with ProgressReporter() as reporter:
-        summary = run_tuning(dataset, Side(resolve_bundle(bundle), policy), target,
-                             prepare_recall=prepare_recall, output=out,
-                             progress=reporter.update)
+        summary = run_tuning(dataset, side, target, prepare_recall=prepare_recall, output=out,
+                             allow_weak=allow_weak_threshold, progress=reporter.update)
     if as_json:
         typer.echo(json.dumps(finite_json(summary), allow_nan=False))
     else:
@@ -136,6 +157,36 @@ def _target(max_escalation_rate: float | None, min_precision: float | None) -> T
         return Target("min_precision", min_precision)
     raise typer.BadParameter("pass exactly one of --max-escalation-rate and --min-precision",
                              param_hint="target")
+
+
+def _default_policy(*policies: Path | None) -> list[tuple[str, Path | None]]:
+    """Return the packaged policy as an input when a side uses it, so it is never overwritten."""
+    from serving.rules import DEFAULT_POLICY_PATH
+
+    if any(policy is None for policy in policies):
+        return [("packaged policy", DEFAULT_POLICY_PATH)]
+    return []
+
+
+def _warn_about_inputs(dataset: DataSet, candidate: Side, baseline: Side) -> None:
+    """Print a warning line for a run whose figures cannot show what a backtest is for."""
+    from serving.rules import DEFAULT_POLICY_PATH
+
+    if not any(gold is not None for gold in dataset.golds):
+        typer.echo(f"warning: none of the {len(dataset.conversations)} conversations in "
+                   f"{dataset.path} carries labels (labels.escalated, turn labels.handoff or "
+                   "labels.satisfaction), so precision, recall and handoff timing need labels "
+                   "and are shown as '-'", err=True)
+
+    def policy_file(side: Side) -> Path:
+        return (side.policy or DEFAULT_POLICY_PATH).resolve()
+
+    if (candidate.bundle.resolve() == baseline.bundle.resolve()
+            and policy_file(candidate) == policy_file(baseline)):
+        typer.echo(f"warning: the candidate and the baseline are the same bundle "
+                   f"({candidate.bundle}) and the same policy ({policy_file(candidate)}), so "
+                   "every change is 0; pass --bundle or --policy to compare a candidate",
+                   err=True)
 
 
 def _label_settings(config: Path | None) -> LabelSettings:

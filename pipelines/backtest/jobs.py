@@ -22,7 +22,13 @@ from pipelines.backtest.policy_file import (
 from pipelines.backtest.replay import ReplayRun, policy_label, replay_all
 from pipelines.backtest.scoring import CachingScorer
 from pipelines.backtest.sweep import threshold_curve
-from pipelines.backtest.tune import Choice, Target, choose_escalation, choose_prepare
+from pipelines.backtest.tune import (
+    Choice,
+    Target,
+    check_support,
+    choose_escalation,
+    choose_prepare,
+)
 from pipelines.train.data import read_any
 from serving.hashing import sha256_file
 from serving.roster import EXAMPLE_ROSTER_PATH, Roster, load_roster
@@ -136,9 +142,14 @@ def run_tuning(
     *,
     prepare_recall: float,
     output: Path,
+    allow_weak: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Pick thresholds for `target` on `data`, write the tuned policy and return the figures."""
+    """Pick thresholds for `target` on `data`, write the tuned policy and return the figures.
+
+    Raises ValueError when no threshold meets the target, or, unless `allow_weak`, when the
+    chosen one finds no conversation that needed a human or escalates too few labelled ones.
+    """
     started = time.perf_counter()
     roster = load_roster(EXAMPLE_ROSTER_PATH)
     scorer = CachingScorer(side.bundle, policy=load_policy(side.policy))
@@ -146,6 +157,8 @@ def run_tuning(
 
     curve = threshold_curve(run.replays, data.golds)
     escalation = choose_escalation(curve, target)
+    if not allow_weak:
+        check_support(curve, escalation, target)
     prepare = choose_prepare(curve, escalation, prepare_recall)
 
     source_text, source_name = read_policy_source(side.policy)

@@ -12,6 +12,16 @@ from pipelines.backtest.sweep import ThresholdCurve
 
 TargetKind = Literal["max_escalation_rate", "min_precision"]
 
+# The command line option that sets each kind of target, for error messages.
+TARGET_OPTIONS: dict[str, str] = {
+    "max_escalation_rate": "--max-escalation-rate",
+    "min_precision": "--min-precision",
+}
+
+# A precision measured on fewer escalated conversations moves by 20 points or more with a
+# single conversation, so such a threshold is rejected unless the caller allows it.
+MIN_ESCALATED = 5
+
 
 @dataclass(frozen=True)
 class Target:
@@ -22,7 +32,8 @@ class Target:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.value) and 0.0 < self.value <= 1.0):
-            raise ValueError(f"{self.kind} {self.value!r} is invalid; use a share in (0, 1]")
+            raise ValueError(f"{TARGET_OPTIONS[self.kind]} {self.value!r} is invalid; use a "
+                             "share in (0, 1]")
 
     def describe(self) -> str:
         """Return the target as a phrase for messages and comments."""
@@ -75,7 +86,7 @@ def choose_prepare(curve: ThresholdCurve, escalation: Choice, recall: float) -> 
     prepared or the conversation escalated. Raises ValueError when no threshold reaches it.
     """
     if not (math.isfinite(recall) and 0.0 < recall <= 1.0):
-        raise ValueError(f"prepare recall {recall!r} is invalid; use a share in (0, 1]")
+        raise ValueError(f"--prepare-recall {recall!r} is invalid; use a share in (0, 1]")
     _require_labels(curve)
     allowed = np.arange(len(curve.thresholds)) <= escalation.index
     meets = allowed & (np.nan_to_num(curve.recall, nan=-1.0) >= recall)
@@ -90,6 +101,36 @@ def choose_prepare(curve: ThresholdCurve, escalation: Choice, recall: float) -> 
         # Both thresholds escalate the same conversations, so the warning adds none.
         return escalation
     return _choice(curve, index)
+
+
+def check_support(curve: ThresholdCurve, choice: Choice, target: Target) -> None:
+    """Reject an escalation threshold whose figures rest on no or too few conversations.
+
+    Raises ValueError with the counts when the threshold finds none of the conversations that
+    needed a human (recall 0, typically a threshold above every probability in the data) or
+    escalates fewer than MIN_ESCALATED labelled conversations.
+    """
+    found = round((choice.recall or 0.0) * curve.positives)
+    above_all = choice.index == len(curve.thresholds) - 1 and len(curve.thresholds) > 1
+    where = (f" It is above every model probability in the data (the highest below 1 is "
+             f"{float(curve.thresholds[-2]):.4f}), so only rules escalate."
+             if above_all else "")
+    advice = ("Relax the target or tune on more labelled conversations, or pass "
+              "--allow-weak-threshold to write it anyway.")
+    if found == 0:
+        raise ValueError(
+            f"the lowest threshold that meets {target.describe()} is {choice.threshold}, and it "
+            f"finds none of the {curve.positives} conversations that needed a human (recall 0, "
+            f"conversation escalation rate {choice.rate:.4f}).{where} "
+            f"{advice}")
+    # Precision is true positives over escalated labelled conversations, so it gives the count.
+    escalated = round(found / choice.precision) if choice.precision else 0
+    if escalated < MIN_ESCALATED:
+        raise ValueError(
+            f"the lowest threshold that meets {target.describe()} is {choice.threshold}, but "
+            f"it escalates only {escalated} of {curve.labelled} labelled conversations, fewer "
+            f"than {MIN_ESCALATED}, so its precision {choice.precision:.4f} and recall "
+            f"{choice.recall:.4f} rest on too few cases.{where} {advice}")
 
 
 def _choice(curve: ThresholdCurve, index: int) -> Choice:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from pipelines.cli_common import ForceOption
+
 # Defined here rather than imported from pipelines.cli, which imports this module while it
 # registers its commands.
 BundleOption = Annotated[
@@ -26,13 +28,15 @@ VerboseOption = Annotated[
 
 def report(
     out: Annotated[Path, typer.Option(
-        "--out", "-o", help="HTML file to write; its folder is created if missing.")],
+        "--out", "-o", help="HTML file to write; its folder is created if missing. An "
+        "existing file is overwritten only with --force.")],
     data: Annotated[list[Path] | None, typer.Option(
         "--data", "-d", help="Labelled data to report on: JSON Lines, USS .txt[.gz] or "
         "GoEmotions .tsv[.gz]; repeat for several files. Default: the test splits the "
         "bundle was trained beside.", exists=True, dir_okay=False)] = None,
     bundle: BundleOption = None,
     policy: PolicyOption = None,
+    force: ForceOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Write an HTML report of a bundle beside its baselines: curves, thresholds, lead times.
@@ -40,23 +44,26 @@ def report(
     The page opens offline: the charts are inline SVG images and it loads no script.
     """
     from pipelines.cli import _configure_logging, _resolve_bundle
+    from pipelines.cli_common import check_output_path, read_data_files
     from pipelines.progress import ProgressReporter
     from pipelines.report.writer import check_writable, write_report
-    from pipelines.train.data import read_any
     from serving.bundle import load_manifest
-    from serving.rules import load_policy
+    from serving.rules import DEFAULT_POLICY_PATH, load_policy
 
     _configure_logging(verbose)
     # The cheap checks run first, so a typo fails before minutes of loading and scoring.
     check_writable(out)
     bundle_dir = _resolve_bundle(bundle)
+    check_output_path(out, [*(("--data", path) for path in data or []), ("--bundle", bundle_dir),
+                            ("--policy" if policy else "packaged policy",
+                             policy or DEFAULT_POLICY_PATH)], force=force)
     load_manifest(bundle_dir, verify=False)
     loaded_policy = load_policy(policy)
 
     conversations = None
     description = None
     if data:
-        conversations = [conversation for path in data for conversation in read_any(path)]
+        conversations = read_data_files(data)
         description = ", ".join(str(path) for path in data)
     with ProgressReporter() as reporter:
         path = write_report(bundle_dir, out, conversations, policy=loaded_policy,

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.cli_common import check_output_path, read_data_files
 from pipelines.datasets.uss import read_bundled_uss
+from serving.errors import SchemaError
 from serving.schema import write_conversations
 from tests.conftest import REPOSITORY, TrainedBundle
 
@@ -71,6 +77,28 @@ def test_score_writes_one_line_per_conversation(trained_bundle: TrainedBundle,
     assert json.loads(lines[0])["conversation_id"] == "uss-mwoz-0001"
 
 
+def test_score_keeps_an_existing_output_without_force(trained_bundle: TrainedBundle,
+                                                       tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    write_conversations(read_bundled_uss()[:2], source)
+    output = tmp_path / "out.jsonl"
+    output.write_text("earlier scores\n", encoding="utf-8")
+    arguments = ["score", str(source), "-o", str(output), "--bundle", str(trained_bundle.path)]
+
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code != 0
+    assert output.read_text(encoding="utf-8") == "earlier scores\n"
+
+    onto_input = runner.invoke(app, ["score", str(source), "-o", str(source), "--bundle",
+                                     str(trained_bundle.path), "--force"])
+    assert onto_input.exit_code != 0
+    assert len(source.read_text(encoding="utf-8").splitlines()) == 2
+
+    forced = runner.invoke(app, [*arguments, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert len(output.read_text(encoding="utf-8").splitlines()) == 2
+
+
 def test_bad_input_file_reports_lines(trained_bundle: TrainedBundle, tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
     source.write_text('{"id": "a", "turns": []}\nnot json\n', encoding="utf-8")
@@ -95,3 +123,148 @@ def test_unknown_data_format_is_explained(trained_bundle: TrainedBundle, tmp_pat
 
     assert result.returncode == 2
     assert "unknown data format" in result.stderr
+
+
+def _plain_output(output: str) -> str:
+    # rich draws usage errors in a box, so the frame is dropped and the lines joined.
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
+
+
+def _write_lines(path: Path, *ids: str) -> Path:
+    rows = [{"id": item, "turns": [{"role": "customer", "text": "where is my order"}]}
+            for item in ids]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+OUTPUT_COMMANDS = {
+    "tune": ["tune", "--max-escalation-rate", "0.5", "--out"],
+    "backtest": ["backtest", "--changes-out"],
+    "report": ["report", "--out"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUT_COMMANDS))
+def test_output_equal_to_data_is_rejected(command: str, tmp_path: Path) -> None:
+    data = _write_lines(tmp_path / "past.jsonl", "a", "b")
+    before = data.read_bytes()
+    # The check runs before the bundle is loaded, so a folder that is no bundle is enough.
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+
+    result = runner.invoke(app, [*OUTPUT_COMMANDS[command], str(data), "--data", str(data),
+                                 "--bundle", str(bundle), "--force"])
+
+    assert result.exit_code == 2, result.output
+    assert "is the --data input" in _plain_output(result.output)
+    assert data.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUT_COMMANDS))
+def test_existing_output_needs_force(command: str, tmp_path: Path) -> None:
+    data = _write_lines(tmp_path / "past.jsonl", "a")
+    existing = tmp_path / "keep.out"
+    existing.write_text("keep me", encoding="utf-8")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+
+    result = runner.invoke(app, [*OUTPUT_COMMANDS[command], str(existing), "--data", str(data),
+                                 "--bundle", str(bundle)])
+
+    assert result.exit_code == 2, result.output
+    assert "pass --force to overwrite it" in _plain_output(result.output)
+    assert existing.read_text(encoding="utf-8") == "keep me"
+
+
+def test_output_help_mentions_force() -> None:
+    for command in OUTPUT_COMMANDS:
+        result = runner.invoke(app, [command, "--help"])
+
+        assert "--force" in result.output, command
+
+
+def test_check_output_allows_new_and_forced(tmp_path: Path) -> None:
+    data = _write_lines(tmp_path / "past.jsonl", "a")
+    existing = tmp_path / "old.yaml"
+    existing.write_text("old", encoding="utf-8")
+
+    check_output_path(tmp_path / "new" / "deeper" / "out.yaml", [("--data", data)], force=False)
+    check_output_path(existing, [("--data", data)], force=True)
+
+    assert (tmp_path / "new" / "deeper").is_dir()
+    assert not list((tmp_path / "new" / "deeper").iterdir())
+
+
+def test_check_output_rejects_special_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    for special in (fifo, Path("/dev/null")):
+        with pytest.raises(typer.BadParameter, match="not a regular file"):
+            check_output_path(special, [], force=True)
+
+
+def test_check_output_rejects_inputs(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("thresholds: {}\n", encoding="utf-8")
+    link = tmp_path / "hard-link.yaml"
+    os.link(policy, link)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text("{}", encoding="utf-8")
+
+    cases = [(policy, "--policy"), (link, "--policy"), (bundle / "manifest.json", "--bundle"),
+             (tmp_path / "." / "policy.yaml", "--policy")]
+    for output, option in cases:
+        with pytest.raises(typer.BadParameter, match=f"is the {option} input"):
+            check_output_path(output, [("--policy", policy), ("--bundle", bundle)], force=True)
+
+
+def test_check_output_names_user_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    output = blocker / "out.yaml"
+
+    with pytest.raises(typer.BadParameter) as caught:
+        check_output_path(output, [], force=False, option="--changes-out")
+
+    assert str(output) in str(caught.value)
+    assert ".partial" not in str(caught.value)
+    assert caught.value.param_hint == "--changes-out"
+
+
+def test_read_data_files_rejects_shared_ids(tmp_path: Path) -> None:
+    first = _write_lines(tmp_path / "first.jsonl", "a", "b")
+    second = _write_lines(tmp_path / "second.jsonl", "c", "b")
+
+    with pytest.raises(SchemaError) as caught:
+        read_data_files([first, second])
+
+    message = str(caught.value)
+    assert "'b'" in message
+    assert str(first) in message
+    assert str(second) in message
+
+
+def test_read_data_files_rejects_repeated_file(tmp_path: Path) -> None:
+    data = _write_lines(tmp_path / "ten.jsonl", "a")
+
+    with pytest.raises(SchemaError, match="is given twice"):
+        read_data_files([data, tmp_path / "." / "ten.jsonl"])
+
+
+def test_read_data_files_joins_files(tmp_path: Path) -> None:
+    first = _write_lines(tmp_path / "first.jsonl", "a")
+    second = _write_lines(tmp_path / "second.jsonl", "b")
+
+    conversations = read_data_files([first, second])
+
+    assert [conversation.id for conversation in conversations] == ["a", "b"]
+
+
+def test_tune_help_states_min_escalated() -> None:
+    from pipelines.backtest.tune import MIN_ESCALATED
+
+    result = runner.invoke(app, ["tune", "--help"])
+
+    assert f"fewer than {MIN_ESCALATED} labelled" in _plain_output(result.output)

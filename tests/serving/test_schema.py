@@ -428,3 +428,80 @@ def test_round_trip_property(round_trip_file: Path, conversations: list[Conversa
 def test_infinite_account_value_rejected() -> None:
     with pytest.raises(ConversationValidationError, match="account_value"):
         parse_conversation(_conversation(_customer(), customer={"account_value": math.inf}))
+
+
+def test_deeply_nested_line_is_one_problem(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text("[" * 200_000 + "\n", encoding="utf-8")
+
+    with pytest.raises(ConversationFileError) as caught:
+        read_conversations(path)
+
+    assert len(caught.value.problems) == 1
+    assert "nested too deeply" in str(caught.value)
+    assert caught.value.problems[0].line_number == 1
+
+
+@pytest.mark.parametrize(("labels", "field", "value"), [
+    ({"satisfaction": True}, "labels.satisfaction", "True"),
+    ({"satisfaction": "3"}, "labels.satisfaction", "'3'"),
+    ({"frustration": "yes"}, "labels.frustration", "'yes'"),
+    ({"handoff": 1}, "labels.handoff", "1"),
+])
+def test_turn_labels_are_strict(labels: dict[str, Any], field: str, value: str) -> None:
+    problem, message = _only_problem(_conversation(_customer(labels=labels)))
+
+    assert problem.field == field
+    assert f"(got {value})" in message
+    assert "valid integer" in message or "valid boolean" in message
+
+
+@pytest.mark.parametrize(("labels", "field"), [
+    ({"overall_satisfaction": False}, "labels.overall_satisfaction"),
+    ({"escalated": "true"}, "labels.escalated"),
+    ({"escalated": True, "escalation_turn": "0"}, "labels.escalation_turn"),
+])
+def test_conversation_labels_are_strict(labels: dict[str, Any], field: str) -> None:
+    problem, _ = _only_problem(_conversation(_customer(), labels=labels))
+
+    assert problem.field == field
+
+
+def test_gzip_file_gets_format_hint(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(gzip.compress(b"USER\tI need help\t\t2,2,3\n" * 20))
+
+    with pytest.raises(ConversationFileError) as caught:
+        read_conversations(path)
+
+    first_line, rest = str(caught.value).split("\n", 1)
+    assert "gzip-compressed" in first_line
+    assert ".txt.gz" in first_line
+    assert "invalid line(s)" in rest
+
+
+def test_uss_text_gets_format_hint(tmp_path: Path) -> None:
+    path = tmp_path / "dialogues.jsonl"
+    path.write_text("USER\tI need help\tinform\t2,2,3\nSYSTEM\tSure, what is it?\trequest\n\n"
+                    "USER\tOVERALL\t\t2,3,3\n", encoding="utf-8")
+
+    with pytest.raises(ConversationFileError) as caught:
+        read_conversations(path)
+
+    first_line = str(caught.value).split("\n", 1)[0]
+    assert "tab-separated USS dialogue text" in first_line
+    assert "Name it .txt" in first_line
+    assert len(caught.value.problems) == 3
+
+
+def test_one_bad_line_gets_no_hint(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.jsonl"
+    good = json.dumps(_conversation(_customer()))
+    path.write_text(f"{good}\nUSER\tI need help\t\t2\n", encoding="utf-8")
+
+    with pytest.raises(ConversationFileError) as caught:
+        read_conversations(path)
+
+    assert str(caught.value).startswith(f"{path}: 1 invalid line(s)")

@@ -187,7 +187,7 @@ def test_tune_meets_rate_and_policy_loads(
 
     summary = run_tuning(data, Side(trained_bundle.path, None),
                          Target("max_escalation_rate", 0.5), prepare_recall=0.8,
-                         output=output)
+                         output=output, allow_weak=True)
 
     assert summary["escalation"]["conversation_rate"] <= 0.5
     assert summary["replayed"]["conversation_rate"] == summary["escalation"]["conversation_rate"]
@@ -208,7 +208,7 @@ def test_tune_meets_precision(
 ) -> None:
     summary = run_tuning(load_data(data_file, LABELS), Side(trained_bundle.path, None),
                          Target("min_precision", 0.5), prepare_recall=1.0,
-                         output=tmp_path / "tuned.yaml")
+                         output=tmp_path / "tuned.yaml", allow_weak=True)
 
     assert summary["escalation"]["precision"] >= 0.5
     assert summary["replayed"]["precision"] == summary["escalation"]["precision"]
@@ -270,7 +270,8 @@ def test_cli_tune_writes_policy(trained_bundle: TrainedBundle, data_file: Path,
     output = tmp_path / "tuned.yaml"
     result = runner.invoke(app, [
         "tune", "--data", str(data_file), "--bundle", str(trained_bundle.path),
-        "--max-escalation-rate", "0.7", "--out", str(output), "--json",
+        "--max-escalation-rate", "0.7", "--out", str(output), "--allow-weak-threshold",
+        "--json",
     ])
 
     assert result.exit_code == 0, result.output
@@ -295,3 +296,35 @@ def test_customer_messages_encoded_once(
     assert scorer.encoded_texts == len(texts)
     assert twin.encoded_texts == 0
     assert twin.reused_texts == len(texts)
+
+
+def test_cli_backtest_warns_unlabelled_same_side(
+    trained_bundle: TrainedBundle, tmp_path: Path
+) -> None:
+    path = tmp_path / "unlabelled.jsonl"
+    unlabelled = [{**item, "labels": None} for item in CONVERSATIONS[:2]]
+    path.write_text("".join(json.dumps(item) + "\n" for item in unlabelled), "utf-8")
+
+    result = runner.invoke(app, ["backtest", "--data", str(path), "--bundle",
+                                 str(trained_bundle.path), "--baseline-bundle",
+                                 str(trained_bundle.path), "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert "precision, recall and handoff timing need labels" in result.stderr
+    assert "the same bundle" in result.stderr
+    assert "every change is 0" in result.stderr
+
+
+def test_cli_tune_rejects_weak_threshold(trained_bundle: TrainedBundle, data_file: Path,
+                                         tmp_path: Path) -> None:
+    output = tmp_path / "tuned.yaml"
+    result = runner.invoke(app, [
+        "tune", "--data", str(data_file), "--bundle", str(trained_bundle.path),
+        "--max-escalation-rate", "0.7", "--out", str(output),
+    ])
+
+    # Six conversations cannot support the figures, and the message says how many did.
+    assert result.exit_code == 1
+    assert "labelled conversations" in str(result.exception)
+    assert "--allow-weak-threshold" in str(result.exception)
+    assert not output.exists()

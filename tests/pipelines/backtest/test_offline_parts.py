@@ -18,7 +18,14 @@ from pipelines.backtest.metrics import (
 from pipelines.backtest.policy_file import format_threshold, tuned_policy_text
 from pipelines.backtest.replay import ConversationReplay, EscalationEvent, TurnRecord
 from pipelines.backtest.sweep import threshold_curve
-from pipelines.backtest.tune import Target, choose_escalation, choose_prepare, short_cut
+from pipelines.backtest.tune import (
+    MIN_ESCALATED,
+    Target,
+    check_support,
+    choose_escalation,
+    choose_prepare,
+    short_cut,
+)
 from serving.errors import PolicyError
 from serving.rules import DEFAULT_POLICY_PATH, load_policy
 from serving.schema import Conversation, parse_conversation
@@ -225,8 +232,53 @@ def test_tuning_without_labels_raises() -> None:
 
 
 def test_target_out_of_range_raises() -> None:
-    with pytest.raises(ValueError, match=r"max_escalation_rate 1.5 is invalid"):
+    with pytest.raises(ValueError, match=r"--max-escalation-rate 1.5 is invalid"):
         Target("max_escalation_rate", 1.5)
+
+
+def test_target_error_names_option() -> None:
+    with pytest.raises(ValueError, match=r"^--min-precision -0.2 is invalid"):
+        Target("min_precision", -0.2)
+
+
+def test_threshold_above_every_peak_rejected() -> None:
+    # Only the negative conversation reaches 0.5, so a 1-in-10 rate cap pushes the threshold
+    # above every probability: nothing that needed a human is found.
+    replays = [_replay(f"c{index}", [0.1 + index / 100]) for index in range(9)]
+    replays.append(_replay("top", [0.5]))
+    golds = [_gold(True) for _ in range(9)] + [_gold(False)]
+    curve = threshold_curve(replays, golds)
+    choice = choose_escalation(curve, Target("max_escalation_rate", 0.01))
+
+    with pytest.raises(ValueError, match="recall 0") as caught:
+        check_support(curve, choice, Target("max_escalation_rate", 0.01))
+    message = str(caught.value)
+    assert "none of the 9 conversations that needed a human" in message
+    assert "above every model probability" in message
+    assert "--allow-weak-threshold" in message
+
+
+def test_few_escalated_conversations_rejected() -> None:
+    curve = threshold_curve(*_sweep_fixture())
+    target = Target("min_precision", 0.9)
+    choice = choose_escalation(curve, target)
+
+    # Three labelled conversations escalate at the chosen threshold, fewer than the minimum.
+    with pytest.raises(ValueError, match=f"only 3 of 5 labelled conversations, fewer than "
+                       f"{MIN_ESCALATED}"):
+        check_support(curve, choice, target)
+
+
+def test_enough_escalated_conversations_pass() -> None:
+    replays = [_replay(f"c{index}", [0.5 + index / 100]) for index in range(12)]
+    golds = [_gold(index % 2 == 0) for index in range(12)]
+    curve = threshold_curve(replays, golds)
+    target = Target("max_escalation_rate", 0.5)
+    choice = choose_escalation(curve, target)
+
+    check_support(curve, choice, target)
+
+    assert choice.rate == pytest.approx(0.5)
 
 
 def test_short_cut_stays_in_interval() -> None:
