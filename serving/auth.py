@@ -77,10 +77,16 @@ def issue_session_token(digest: str, secret: bytes, ttl_seconds: int, now: float
 
 
 def verify_session_token(
-    token: str | None, secret: bytes, digests: tuple[str, ...], now: float
+    token: str | None, secret: bytes, digests: tuple[str, ...], now: float, max_ttl_seconds: int
 ) -> bool:
-    """Return True when `token` is signed with `secret`, unexpired, and its key still configured."""
-    if not token:
+    """Return True when `token` is signed with `secret`, unexpired, and its key still configured.
+
+    A token whose expiry lies more than `max_ttl_seconds` after `now` is rejected, so lowering
+    the configured session lifetime also shortens the sessions issued before the change.
+    """
+    # Issued tokens are ASCII, so any other token is forged. It must not reach `_sign`, which
+    # encodes as ASCII, or `hmac.compare_digest`, which raises TypeError on non-ASCII str.
+    if not token or not token.isascii():
         return False
     parts = token.split(".")
     if len(parts) != 5 or parts[0] != SESSION_VERSION or not parts[1].isdigit():
@@ -89,7 +95,8 @@ def verify_session_token(
     payload, signature = ".".join(parts[:4]), parts[4]
     if not hmac.compare_digest(signature, _sign(payload, secret)):
         return False
-    if int(parts[1]) <= now:
+    expires = int(parts[1])
+    if expires <= now or expires > now + max_ttl_seconds:
         return False
 
     fingerprint = parts[2]

@@ -59,7 +59,7 @@ class DashboardAccess:
         if matching_digest(_header_key(request), digests) is not None:
             return True
         return verify_session_token(request.cookies.get(SESSION_COOKIE), self._secret, digests,
-                                    time.time())
+                                    time.time(), self.settings.session_ttl_seconds)
 
     def require(self, request: Request) -> None:
         """Raise 401 unless `allows(request)`. The JSON and CSV routes depend on this."""
@@ -118,6 +118,9 @@ def add_login_routes(router: APIRouter, access: DashboardAccess) -> None:
     @router.post("/logout", include_in_schema=False)
     def logout(request: Request) -> Response:
         _check_same_origin(request)
+        # NOTE: sign-out only deletes the browser's cookie. A copy of the token stays valid
+        # until its expiry (at most ESCALATION_SESSION_TTL_SECONDS), because no revocation
+        # list is kept on the server.
         response = RedirectResponse(LOGIN_PATH, status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response

@@ -16,7 +16,9 @@ _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 def to_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Return the table as CSV text with a header line, writing lists and dicts as JSON."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # The writer quotes a line break only when its characters are in the line terminator, so
+    # "\n" alone would leave a carriage return bare. CRLF is also the RFC 4180 line end.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([csv_cell(value) for value in row])

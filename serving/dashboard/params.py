@@ -12,6 +12,8 @@ from serving.store.analytics import AnalyticsFilters
 from serving.tiers import Reason
 
 FILTER_PARAMETERS = ("from", "to", "team", "reason", "bundle")
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def parse_filters(params: Mapping[str, str], *, now: datetime,
@@ -22,7 +24,7 @@ def parse_filters(params: Mapping[str, str], *, now: datetime,
     Without `from` the range starts `default_window` before `to`, and `to` defaults to `now`.
     """
     end = _moment(params, "to") or now
-    start = _moment(params, "from") or end - default_window
+    start = _moment(params, "from") or _window_start(params, end, default_window)
     if end <= start:
         raise _invalid("to", params.get("to", end.isoformat()),
                        f"a time after 'from' ({start.isoformat()})")
@@ -40,7 +42,8 @@ def parse_int(params: Mapping[str, str], name: str, default: int, low: int, high
     raw = params.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # str.isdigit also accepts superscript and full-width digits, which int() rejects or reads.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise _invalid(name, raw, f"an integer from {low} to {high}")
     return int(raw)
 
@@ -67,7 +70,21 @@ def _moment(params: Mapping[str, str], name: str) -> datetime | None:
                        "2026-12-01T08:00:00Z") from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # An offset can move 0001-01-01 or 9999-12-31 outside the years datetime supports.
+        raise _invalid(name, raw, f"a time between {_EARLIEST.isoformat()} and "
+                       f"{_LATEST.isoformat()} once converted to UTC") from None
+
+
+def _window_start(params: Mapping[str, str], end: datetime, window: timedelta) -> datetime:
+    try:
+        return end - window
+    except OverflowError:
+        raise _invalid("to", params.get("to", end.isoformat()),
+                       f"a time after {(_EARLIEST + window).isoformat()}, or a 'from' "
+                       "parameter as well") from None
 
 
 def _facet(params: Mapping[str, str], name: str) -> str | None:

@@ -108,13 +108,16 @@ def create_dashboard_router(engine: Engine, settings: Settings,
             result = analytics.board_page(
                 connection, filters, now=now, page=page, page_size=page_size, sort=sort,
                 recommend_team=lambda reason: recommended_team(current, reason))
+            warnings = analytics.unknown_facet_warnings(
+                connection, filters, [team.id for team in current.teams])
         if params.get("format") == "csv":
             rows = [[_board_cell(row, column) for column in BOARD_CSV_COLUMNS]
                     for row in result.rows]
             return _csv_response("board", BOARD_CSV_COLUMNS, rows)
         return JSONResponse({"generated_at": now.isoformat(), "filters": _shown(filters),
                              "total": result.total, "page": result.page,
-                             "page_size": result.page_size, "rows": result.rows},
+                             "page_size": result.page_size, "rows": result.rows,
+                             "warnings": warnings},
                             headers={"Cache-Control": "no-store"})
 
     @router.get("/api/{name}", dependencies=secured)
@@ -123,22 +126,25 @@ def create_dashboard_router(engine: Engine, settings: Settings,
         dataset, _, extension = name.partition(".")
         if extension == "csv":
             params["format"] = "csv"
-        if dataset == "board" and extension == "csv":
+        if dataset == "board" and extension in ("csv", "json"):
             return board_response(params)
         query = TABLES.get(dataset)
         if query is None or extension not in ("", "csv", "json"):
             raise HTTPException(status_code=404, detail=(
-                f"no dashboard dataset {name[:60]!r}; available: board, options, "
-                + ", ".join(TABLES) + " (add .csv for CSV)"))
+                f"no dashboard dataset {name[:60]!r}; available: board, "
+                + ", ".join(TABLES) + " (each also as .json and .csv), and options"))
         filters = parse_filters(params, now=datetime.now(UTC), default_window=HISTORY_WINDOW)
         with _reading(engine) as connection:
             result = query(connection, filters)
+            warnings = analytics.unknown_facet_warnings(
+                connection, filters, [team.id for team in roster().teams])
         if params.get("format") == "csv":
             return _csv_response(result.name, result.columns, result.rows)
         return JSONResponse({"name": result.name, "filters": _shown(filters),
                              "columns": list(result.columns),
                              "rows": [list(row) for row in result.rows],
-                             "total": result.total}, headers={"Cache-Control": "no-store"})
+                             "total": result.total, "warnings": warnings},
+                            headers={"Cache-Control": "no-store"})
 
     return router
 

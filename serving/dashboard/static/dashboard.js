@@ -72,7 +72,12 @@ async function fetchData(path, query) {
     }
     throw new Error(`${path}: ${detail}`);
   }
-  return response.json();
+  const data = await response.json();
+  // Warnings name filter values that match nothing in the log, e.g. a misspelt team.
+  if (Array.isArray(data.warnings) && data.warnings.length > 0) {
+    showStatus(data.warnings.join(" "));
+  }
+  return data;
 }
 
 function updateCsvLinks() {
@@ -283,6 +288,27 @@ async function loadBoard() {
 
 // ------------------------------------------------------------------------------ history
 
+const BUCKET_MILLISECONDS = { hour: 3_600_000, day: 86_400_000 };
+const BUCKET_TICK_FORMATS = { hour: "%b %d %H:%M", day: "%b %d" };
+
+// Bucket labels are UTC "YYYY-MM-DD HH:MM:SS" text, which Plotly draws without a time zone.
+function shiftBucket(label, milliseconds) {
+  const moment = new Date(label.replace(" ", "T") + "Z").getTime() + milliseconds;
+  return new Date(moment).toISOString().slice(0, 19).replace("T", " ");
+}
+
+// A date axis spanning half a bucket beyond the first and last bucket. Without an explicit
+// range Plotly zooms a single bucket down to sub-millisecond ticks.
+function bucketAxis(buckets, unit) {
+  const axis = { type: "date", tickformat: BUCKET_TICK_FORMATS[unit] || "%b %d %H:%M" };
+  if (buckets.length === 0) {
+    return axis;
+  }
+  const half = (BUCKET_MILLISECONDS[unit] || BUCKET_MILLISECONDS.hour) / 2;
+  axis.range = [shiftBucket(buckets[0], -half), shiftBucket(buckets[buckets.length - 1], half)];
+  return axis;
+}
+
 async function loadHistory() {
   const query = filterQuery();
   const names = ["volume", "reasons", "waits", "latency", "agents", "handbacks"];
@@ -292,11 +318,14 @@ async function loadHistory() {
     `Conversations started from ${shortTime(volume.filters.from)} to ${shortTime(volume.filters.to)} UTC, by ${volume.filters.bucket}.`;
 
   const buckets = column(volume, "bucket");
+  // Bar widths on a date axis are in milliseconds. Plotly derives them from the gaps between
+  // bars, so a single bar would otherwise be drawn too thin to see.
+  const barWidth = 0.8 * (BUCKET_MILLISECONDS[volume.filters.bucket] || BUCKET_MILLISECONDS.hour);
   plot("chart-volume", [
-    { type: "bar", name: "conversations", x: buckets, y: column(volume, "conversations"), marker: { color: "#b8c7dc" } },
-    { type: "bar", name: "escalations", x: buckets, y: column(volume, "escalations"), marker: { color: "#2458a6" } },
+    { type: "bar", name: "conversations", x: buckets, y: column(volume, "conversations"), width: barWidth, marker: { color: "#b8c7dc" } },
+    { type: "bar", name: "escalations", x: buckets, y: column(volume, "escalations"), width: barWidth, marker: { color: "#2458a6" } },
     { type: "scatter", mode: "lines+markers", name: "escalation rate", x: buckets, y: column(volume, "escalation_rate"), yaxis: "y2", line: { color: "#b3261e" } },
-  ], { barmode: "overlay", yaxis: { title: "conversations" },
+  ], { barmode: "overlay", xaxis: bucketAxis(buckets, volume.filters.bucket), yaxis: { title: "conversations" },
     yaxis2: { title: "rate", overlaying: "y", side: "right", tickformat: ".0%", rangemode: "tozero" } });
 
   plot("chart-reasons", [{ type: "bar", x: column(reasons, "reason"), y: column(reasons, "escalations"), marker: { color: "#2458a6" } }],
@@ -308,10 +337,12 @@ async function loadHistory() {
     { type: "scatter", mode: "markers", name: "SLA (s)", x: column(waits, "tier"), y: column(waits, "sla_seconds"), marker: { color: "#b3261e", symbol: "line-ew-open", size: 30 } },
   ], { barmode: "group", yaxis: { title: "seconds" } });
 
+  // Markers as well as lines, because a line through a single bucket draws nothing.
+  const latencyBuckets = column(latency, "bucket");
   plot("chart-latency", [
-    { type: "scatter", mode: "lines", name: "average (ms)", x: column(latency, "bucket"), y: column(latency, "average_latency_ms") },
-    { type: "scatter", mode: "lines", name: "max (ms)", x: column(latency, "bucket"), y: column(latency, "max_latency_ms") },
-  ], { yaxis: { title: "ms", rangemode: "tozero" } });
+    { type: "scatter", mode: "lines+markers", name: "average (ms)", x: latencyBuckets, y: column(latency, "average_latency_ms") },
+    { type: "scatter", mode: "lines+markers", name: "max (ms)", x: latencyBuckets, y: column(latency, "max_latency_ms") },
+  ], { xaxis: bucketAxis(latencyBuckets, latency.filters.bucket), yaxis: { title: "ms", rangemode: "tozero" } });
 
   renderTable(document.getElementById("table-agents"), agents.columns, agents.rows, {
     resolution_rate: percent, average_csat: (value) => number(value, 2),

@@ -8,7 +8,12 @@ run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 from serving.store.analytics.board import BoardPage, board_page, board_trends
-from serving.store.analytics.common import AnalyticsFilters, ResultTable, filter_options
+from serving.store.analytics.common import (
+    AnalyticsFilters,
+    ResultTable,
+    filter_options,
+    unknown_facet_warnings,
+)
 from serving.store.analytics.history import (
     agent_table,
     handback_table,
@@ -39,6 +44,7 @@ __all__ = [
     "missed_table",
     "quality_table",
     "reason_table",
+    "unknown_facet_warnings",
     "volume_table",
     "wait_table",
 ]

@@ -245,6 +245,35 @@ def is_true(column: ColumnElement[Any]) -> ColumnElement[bool]:
 # ------------------------------------------------------------------------------ options
 
 
+def unknown_facet_warnings(connection: Connection, filters: AnalyticsFilters,
+                           roster_teams: list[str]) -> list[str]:
+    """Return one warning per team or bundle filter that matches nothing at any time.
+
+    A team is known when the roster names it or a routing was logged for it, and a bundle when
+    a turn was logged with it. The reason filter needs no check because parsing admits only
+    the reason categories.
+    """
+    warnings = []
+    team = filters.team
+    if team is not None and team not in roster_teams:
+        routed = connection.execute(
+            select(routing_results.c.id).where(routing_results.c.team == team).limit(1)
+        ).first()
+        if routed is None:
+            warnings.append(f"team {team!r} is not in the roster and no conversation was "
+                            "routed to it; pick a team from the filter list.")
+
+    bundle = filters.bundle
+    if bundle is not None:
+        logged = connection.execute(
+            select(scored_turns.c.id).where(scored_turns.c.bundle == bundle).limit(1)
+        ).first()
+        if logged is None:
+            warnings.append(f"bundle {bundle!r} has not scored any logged turn; pick a bundle "
+                            "from the filter list.")
+    return warnings
+
+
 def filter_options(connection: Connection, roster_teams: list[str]) -> dict[str, list[str]]:
     """Return the values offered in the filter lists: teams, reasons and logged bundles."""
     bundles = connection.execute(

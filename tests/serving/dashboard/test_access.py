@@ -22,6 +22,7 @@ from tests.serving.dashboard.conftest import DAY_QUERY, DIGEST, KEY, dashboard_a
 
 SECRET = b"k" * 32
 NOW = 1_800_000_000.0
+TTL = 600
 
 
 # ------------------------------------------------------------------------------ tokens
@@ -30,8 +31,30 @@ NOW = 1_800_000_000.0
 def test_token_valid_until_expiry() -> None:
     token = issue_session_token(DIGEST, SECRET, 600, NOW)
 
-    assert verify_session_token(token, SECRET, (DIGEST,), NOW + 599)
-    assert not verify_session_token(token, SECRET, (DIGEST,), NOW + 600)
+    assert verify_session_token(token, SECRET, (DIGEST,), NOW + 599, TTL)
+    assert not verify_session_token(token, SECRET, (DIGEST,), NOW + 600, TTL)
+
+
+def test_token_beyond_configured_lifetime_rejected() -> None:
+    token = issue_session_token(DIGEST, SECRET, 10**9, NOW)
+
+    assert not verify_session_token(token, SECRET, (DIGEST,), NOW, TTL)
+    assert verify_session_token(token, SECRET, (DIGEST,), NOW, 10**9)
+
+
+def test_lowered_lifetime_shortens_old_tokens() -> None:
+    token = issue_session_token(DIGEST, SECRET, 3600, NOW)
+
+    assert not verify_session_token(token, SECRET, (DIGEST,), NOW, TTL)
+    assert verify_session_token(token, SECRET, (DIGEST,), NOW + 3000, TTL)
+
+
+@pytest.mark.parametrize("part", [1, 2, 3, 4])
+def test_non_ascii_token_rejected(part: int) -> None:
+    pieces = issue_session_token(DIGEST, SECRET, 600, NOW).split(".")
+    pieces[part] = pieces[part] + "\u00e9"
+
+    assert not verify_session_token(".".join(pieces), SECRET, (DIGEST,), NOW, TTL)
 
 
 def test_token_contains_no_key_or_digest() -> None:
@@ -46,26 +69,27 @@ def test_token_tampering_rejected(part: int) -> None:
     pieces = issue_session_token(DIGEST, SECRET, 600, NOW).split(".")
     pieces[part] = "9" + pieces[part][1:] if pieces[part][0] != "9" else "8" + pieces[part][1:]
 
-    assert not verify_session_token(".".join(pieces), SECRET, (DIGEST,), NOW)
+    assert not verify_session_token(".".join(pieces), SECRET, (DIGEST,), NOW, TTL)
 
 
 def test_token_other_secret_rejected() -> None:
     token = issue_session_token(DIGEST, SECRET, 600, NOW)
 
-    assert not verify_session_token(token, b"x" * 32, (DIGEST,), NOW)
+    assert not verify_session_token(token, b"x" * 32, (DIGEST,), NOW, TTL)
 
 
 def test_token_of_removed_key_rejected() -> None:
     token = issue_session_token(DIGEST, SECRET, 600, NOW)
     _, other = generate_api_key()
 
-    assert not verify_session_token(token, SECRET, (other,), NOW)
-    assert verify_session_token(token, SECRET, (other, DIGEST), NOW)
+    assert not verify_session_token(token, SECRET, (other,), NOW, TTL)
+    assert verify_session_token(token, SECRET, (other, DIGEST), NOW, TTL)
 
 
-@pytest.mark.parametrize("token", [None, "", "v1", "v1.a.b.c.d", "v2.1.2.3.4", "....."])
+@pytest.mark.parametrize("token", [None, "", "v1", "v1.a.b.c.d", "v2.1.2.3.4", ".....",
+                                   "v1.\u00b9\u00b2.b.c.d"])
 def test_malformed_tokens_rejected(token: str | None) -> None:
-    assert not verify_session_token(token, SECRET, (DIGEST,), NOW)
+    assert not verify_session_token(token, SECRET, (DIGEST,), NOW, TTL)
 
 
 def test_matching_digest_finds_configured() -> None:
@@ -215,6 +239,15 @@ def test_logout_clears_cookie(client: TestClient) -> None:
     assert response.status_code == 303
     assert 'escalation_session=""' in response.headers["set-cookie"]
     assert client.get("/dashboard/api/quality", params=DAY_QUERY).status_code == 401
+
+
+@pytest.mark.parametrize("cookie", ["v1.123.\u00e9.b.c", "v1.99999999999.fp.nonce.sig\u00e9"])
+def test_non_ascii_cookie_gives_401(client: TestClient, cookie: str) -> None:
+    header = f"{SESSION_COOKIE}={cookie}".encode()
+    response = client.get("/dashboard/api/quality", params=DAY_QUERY,
+                          headers={b"Cookie": header})
+
+    assert response.status_code == 401
 
 
 def test_random_secret_not_shared_between_workers(scenario_url: str) -> None:

@@ -15,7 +15,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,6 +68,7 @@ class Served:
 
     base_url: str
     bundle: str
+    live_posted_at: datetime
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +95,10 @@ def served(trained_bundle: TrainedBundle,
     try:
         _wait_until_ready(port, server)
         base_url = f"http://127.0.0.1:{port}"
+        posted_at = datetime.now(UTC)
         _post_turn(base_url, "I need to talk to a human right now, this is urgent")
         manifest = json.loads((trained_bundle.path / "manifest.json").read_text())
-        yield Served(base_url, manifest["name"])
+        yield Served(base_url, manifest["name"], posted_at)
     finally:
         server.terminate()
         server.communicate(timeout=60)
@@ -255,4 +257,28 @@ def test_pages_request_only_the_service(browser: Browser, served: Served) -> Non
              if not url.startswith(("data:", "blob:", "about:"))}
     assert hosts == {service}
     assert any(url.endswith("/dashboard/static/plotly.min.js") for url in browser.requests)
+    assert browser.errors == []
+
+
+def test_single_bucket_charts_readable(browser: Browser, served: Served) -> None:
+    sign_in(browser, served)
+    page = browser.page
+    # The hour of the live conversation, so both charts hold exactly one bucket with data.
+    hour_start = served.live_posted_at.replace(minute=0, second=0, microsecond=0)
+    hour_end = hour_start + timedelta(hours=1)
+    query = f"from={hour_start.isoformat()}&to={hour_end.isoformat()}".replace("+", "%2B")
+
+    page.goto(f"{served.base_url}/dashboard?{query}#history")
+    page.wait_for_selector("body[data-loaded=history]")
+    volume_ticks = page.locator("#chart-volume .xtick text").all_text_contents()
+    latency_points = page.locator("#chart-latency .scatterlayer .point").count()
+    bar_boxes = [bar.bounding_box() for bar in
+                 page.locator("#chart-volume .barlayer .point path").all()]
+    screenshot(browser, "history-one-bucket")
+
+    assert volume_ticks
+    assert all("." not in tick for tick in volume_ticks), volume_ticks
+    assert latency_points >= 2
+    assert bar_boxes
+    assert all(box is not None and box["width"] > 50 for box in bar_boxes), bar_boxes
     assert browser.errors == []

@@ -18,7 +18,7 @@ DASHBOARD_INDEXES = {"ix_scored_turns_turn_index_created_at_conversation_id",
 def index_names(url: str) -> set[str]:
     engine = create_store_engine(url)
     try:
-        return {index["name"] for index in inspect(engine).get_indexes("scored_turns")}
+        return {str(index["name"]) for index in inspect(engine).get_indexes("scored_turns")}
     finally:
         engine.dispose()
 

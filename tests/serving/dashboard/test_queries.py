@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, text
@@ -84,7 +85,8 @@ def test_board_recommends_team_before_routing(scenario: Databases) -> None:
 ])
 def test_board_facet_filters(scenario: Databases, facet: str, value: str,
                              expected: list[str]) -> None:
-    page = board(scenario, filters=replace(DAY_RANGE, **{facet: value}))
+    facets: dict[str, Any] = {facet: value}
+    page = board(scenario, filters=replace(DAY_RANGE, **facets))
 
     assert [row["conversation_id"] for row in page.rows] == expected
     assert page.total == len(expected)

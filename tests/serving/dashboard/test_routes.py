@@ -85,6 +85,9 @@ def test_date_without_time_reads_as_utc_midnight(client: TestClient) -> None:
     ({"from": "2026-12-02", "to": "2026-12-01"}, ["'to'", "after 'from'"]),
     ({"reason": "angry"}, ["'reason'", "'angry'", "billing"]),
     ({"team": "x" * 300}, ["'team'", "at most 200"]),
+    ({"to": "0001-01-01"}, ["'to'", "'0001-01-01'", "'from'"]),
+    ({"from": "0001-01-01T00:00:00+01:00"}, ["'from'", "+01:00", "converted to UTC"]),
+    ({"to": "9999-12-31T23:59:59-01:00"}, ["'to'", "-01:00", "converted to UTC"]),
 ])
 def test_bad_filter_names_parameter(client: TestClient, params: dict[str, str],
                                     fragments: list[str]) -> None:
@@ -97,7 +100,8 @@ def test_bad_filter_names_parameter(client: TestClient, params: dict[str, str],
 
 @pytest.mark.parametrize(("params", "fragment"), [
     ({"page_size": "0"}, "'page_size'"), ({"page": "x"}, "'page'"),
-    ({"sort": "alphabetical"}, "'sort'"),
+    ({"sort": "alphabetical"}, "'sort'"), ({"page": "\u00b2"}, "'page'"),
+    ({"page": "\uff11"}, "'page'"), ({"page_size": "\u0661\u0660"}, "'page_size'"),
 ])
 def test_bad_board_paging_names_parameter(client: TestClient, params: dict[str, str],
                                           fragment: str) -> None:
@@ -105,6 +109,34 @@ def test_bad_board_paging_names_parameter(client: TestClient, params: dict[str, 
 
     assert response.status_code == 422
     assert fragment in response.json()["detail"]
+
+
+def test_board_json_matches_board(client: TestClient) -> None:
+    plain = client.get("/dashboard/api/board", params=DAY_QUERY)
+    suffixed = client.get("/dashboard/api/board.json", params=DAY_QUERY)
+
+    assert suffixed.status_code == 200
+    assert suffixed.json()["total"] == plain.json()["total"]
+    assert ([row["conversation_id"] for row in suffixed.json()["rows"]]
+            == [row["conversation_id"] for row in plain.json()["rows"]])
+
+
+@pytest.mark.parametrize("dataset", ["board", "quality", "volume"])
+def test_unknown_facets_warned(client: TestClient, dataset: str) -> None:
+    params = {**DAY_QUERY, "team": "nosuchteam", "bundle": "nosuchbundle"}
+    body = client.get(f"/dashboard/api/{dataset}", params=params).json()
+
+    assert len(body["warnings"]) == 2
+    assert "'nosuchteam'" in body["warnings"][0]
+    assert "'nosuchbundle'" in body["warnings"][1]
+
+
+def test_known_facets_not_warned(client: TestClient) -> None:
+    bundle = client.get("/dashboard/api/options").json()["bundles"][0]
+    params = {**DAY_QUERY, "team": "general", "bundle": bundle}
+
+    assert client.get("/dashboard/api/board", params=params).json()["warnings"] == []
+    assert client.get("/dashboard/api/quality", params=params).json()["warnings"] == []
 
 
 def test_unknown_dataset_lists_available(client: TestClient) -> None:
@@ -166,7 +198,31 @@ def test_csv_cell_rules() -> None:
     assert csv_cell(-0.5) == -0.5
     assert csv_cell("@SUM(A1)") == "'@SUM(A1)"
     assert csv_cell(["a", 1]) == '["a",1]'
-    assert to_csv(("a", "b"), [(1, None)]) == "a,b\n1,\n"
+    assert to_csv(("a", "b"), [(1, None)]) == "a,b\r\n1,\r\n"
+
+
+@pytest.mark.parametrize("text", ["a\nb", "a\rb", "a\r\nb", 'a"b', "a,b"])
+def test_csv_quotes_line_breaks(text: str) -> None:
+    written = to_csv(("id", "n"), [(text, 1)])
+
+    assert read_csv(written) == [["id", "n"], [text, "1"]]
+    assert written.count("\r\n") == 2 + text.count("\r\n")
+
+
+def test_board_csv_keeps_multiline_id(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    upgrade_database(url)
+    writer = create_store_engine(url)
+    log = PredictionLog(writer)
+    record_scenario(log)
+    turn(log, "line\nbreak", 0, "customer", 0.9, T0, "b1")
+    writer.dispose()
+    client = TestClient(dashboard_app(url), headers=HEADERS)
+
+    rows = read_csv(client.get("/dashboard/api/board.csv", params=DAY_QUERY).text)
+
+    assert "line\nbreak" in [row[0] for row in rows[1:]]
+    assert all(len(row) == len(rows[0]) for row in rows)
 
 
 # ------------------------------------------------------------------------------ pages
