@@ -8,7 +8,7 @@ Every variable is optional; the defaults run on a laptop with no database or cac
 | ESCALATION_BUNDLE | bundle folder; default: the newest under models/ |
 | ESCALATION_POLICY | rule policy YAML; default: the packaged policy |
 | ESCALATION_ROSTER | roster YAML; default: the packaged example roster |
-| DATABASE_URL | SQLAlchemy URL of the prediction log; default: var/escalation.db in the project folder, wherever the command starts |
+| DATABASE_URL | prediction log URL (SQLAlchemy); default: var/escalation.db of the project |
 | REDIS_URL | share conversation state between workers through Redis |
 | ESCALATION_API_KEY_HASHES | comma-separated sha256 hex digests of the accepted API keys |
 | ESCALATION_AUTH_DISABLED | `true` serves /v1 without API keys, for a local trial only |
