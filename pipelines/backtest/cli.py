@@ -71,14 +71,19 @@ def backtest(
     from pipelines.backtest.render import render_backtest
     from pipelines.progress import ProgressReporter
 
-    candidate = Side(resolve_bundle(bundle), policy)
-    baseline = Side(resolve_bundle(baseline_bundle), baseline_policy)
+    # The output is checked before any bundle is looked up or loaded. A bundle left to its
+    # default is one of the folders under models/, so that whole folder is protected.
+    from pipelines.train.run import MODELS_DIR
+
     if changes_out is not None:
         check_output_path(changes_out, [
-            ("--data", data), ("--bundle", candidate.bundle), ("--policy", policy),
-            ("--baseline-bundle", baseline.bundle), ("--baseline-policy", baseline_policy),
-            ("--roster", roster), ("--config", config), *_default_policy(policy, baseline_policy),
+            ("--data", data), ("--bundle", bundle or MODELS_DIR), ("--policy", policy),
+            ("--baseline-bundle", baseline_bundle or MODELS_DIR),
+            ("--baseline-policy", baseline_policy), ("--roster", roster), ("--config", config),
+            *_default_policy(policy, baseline_policy),
         ], force=force, option="--changes-out")
+    candidate = Side(resolve_bundle(bundle), policy)
+    baseline = Side(resolve_bundle(baseline_bundle), baseline_policy)
 
     dataset = load_data(data, _label_settings(config))
     _warn_about_inputs(dataset, candidate, baseline)
@@ -132,11 +137,13 @@ def tune(
     from pipelines.backtest.jobs import Side, load_data, run_tuning
     from pipelines.backtest.render import render_tuning
     from pipelines.progress import ProgressReporter
+    from pipelines.train.run import MODELS_DIR
 
     target = _target(max_escalation_rate, min_precision)
+    check_output_path(out, [("--data", data), ("--bundle", bundle or MODELS_DIR),
+                            ("--policy", policy), ("--config", config),
+                            *_default_policy(policy)], force=force)
     side = Side(resolve_bundle(bundle), policy)
-    check_output_path(out, [("--data", data), ("--bundle", side.bundle), ("--policy", policy),
-                            ("--config", config), *_default_policy(policy)], force=force)
 
     dataset = load_data(data, _label_settings(config))
     with ProgressReporter() as reporter:
