@@ -10,6 +10,7 @@
     ├── BundleError                 a model bundle cannot be served
     │   ├── BundleIntegrityError    a file is missing or its sha256 differs from the manifest
     │   ├── FeatureSchemaError      the feature names or order differ from this code's
+    │   ├── TokenModelError         a token model folder's manifest is missing or malformed
     │   └── SimilarCaseIndexError   the similar-case files are missing, malformed or disagree
     ├── ExportParityError           an exported ONNX model disagrees with its source model
     ├── DatasetError                a raw corpus is missing or malformed
@@ -158,3 +159,7 @@ class ConversationNotFound(ConversationStateError):
 
 class ReportError(EscalationError, ValueError):
     """A model report cannot be built: the data has no labels or the output is not writable."""
+
+
+class TokenModelError(BundleError):
+    """A token model folder has no manifest, or its manifest is malformed or of another kind."""

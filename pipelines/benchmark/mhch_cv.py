@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,9 @@ from pipelines.evaluate.handoff_metrics import (
     handoff_f1,
     macro_f1,
 )
-from pipelines.train.tokens import TokenEncoderSettings, fit_token_encoder
-from pipelines.train.tokens_head import fit_token_head, predict_probability
+from pipelines.train.tokens import TokenEncoderSettings
+from pipelines.train.tokens_bundle import TokenModelSettings, fit_token_model, save_token_model
+from pipelines.train.tokens_head import predict_probability
 from pipelines.train.tokens_table import turn_table
 from serving.schema import Conversation
 
@@ -58,6 +60,11 @@ class MhchSettings:
         ) + " on out-of-fold calibrated probabilities of the training dialogues"
         return values
 
+    def model_settings(self) -> TokenModelSettings:
+        """Return the encoder and head settings, without the benchmark's threshold rule."""
+        return TokenModelSettings(encoder=self.encoder, c=self.c, scaler=self.scaler,
+                                  calibration_folds=self.calibration_folds, seed=self.seed)
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -72,29 +79,28 @@ class RunResult:
 
 
 def train_and_evaluate(train: Sequence[Conversation], test: Sequence[Conversation],
-                       settings: MhchSettings) -> RunResult:
-    """Fit on `train`, predict every turn of `test`, and score the predictions."""
-    started = time.perf_counter()
-    _check_labelled(train, "training")
-    _check_labelled(test, "test")
+                       settings: MhchSettings, *, save_model: Path | None = None) -> RunResult:
+    """Fit on `train`, predict every turn of `test`, and score the predictions.
 
-    encoder, _ = fit_token_encoder(
-        [turn.text for conversation in train for turn in conversation.turns],
-        settings.encoder, seed=settings.seed,
-    )
-    train_rows = turn_table(train, encoder)
-    fitted = fit_token_head(
-        train_rows.features, train_rows.labels, train_rows.conversation_ids,
-        c=settings.c,
-        folds=settings.calibration_folds, seed=settings.seed, scaler=settings.scaler,
-    )
+    With `save_model`, the fitted model and its threshold are also written to that folder
+    (see `pipelines.train.tokens_bundle.save_token_model`).
+    """
+    started = time.perf_counter()
+    check_labelled(train, "training")
+    check_labelled(test, "test")
+
+    model = fit_token_model(train, settings.model_settings())
+    train_rows, fitted = model.table, model.head
 
     threshold = fitted.threshold
     if settings.threshold_rule == "f1_gt1":
         threshold = threshold_f1_gt1(train_rows.labels, fitted.out_of_fold_probability,
                                      train_rows.conversation_ids, settings.gt_lambda)
+    if save_model is not None:
+        save_token_model(model, save_model, threshold=threshold,
+                         threshold_rule=settings.describe()["threshold_rule"])
 
-    test_rows = turn_table(test, encoder)
+    test_rows = turn_table(test, model.encoder)
     probability = predict_probability(fitted.estimator, test_rows.features)
     predicted = (probability >= threshold).astype(np.int64)
     metrics = handoff_scores(test_rows.labels, probability, predicted,
@@ -198,7 +204,7 @@ def _per_dialogue(labels: np.ndarray, predicted: np.ndarray,
     return list(gold.values()), [guessed[key] for key in gold]
 
 
-def _check_labelled(conversations: Sequence[Conversation], role: str) -> None:
+def check_labelled(conversations: Sequence[Conversation], role: str) -> None:
     if not conversations:
         raise ValueError(f"the {role} set has no dialogues")
     unlabelled = [conversation.id for conversation in conversations

@@ -154,14 +154,74 @@ def test_cli_train_test_prints_json(synthetic_file: Path) -> None:
     assert "always_handoff" in payload["details"]["trivial_floors"]
 
 
+def _unwrapped(output: str) -> str:
+    # Typer draws errors in a box and wraps them at the terminal width.
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_cli_saved_model_reproduces_split(synthetic_file: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    trained = runner.invoke(app, ["benchmark", "mhch", "--train", str(synthetic_file),
+                                  "--test", str(synthetic_file), "--min-df", "1",
+                                  "--save-model", str(model_dir), "--json", "--no-mlflow"])
+    assert trained.exit_code == 0, trained.output
+
+    scored = runner.invoke(app, ["benchmark", "mhch", "--model", str(model_dir), "--test",
+                                 str(synthetic_file), "--json", "--no-mlflow"])
+
+    assert scored.exit_code == 0, scored.output
+    split = json.loads(trained.output.strip().splitlines()[-1])
+    saved = json.loads(scored.output.strip().splitlines()[-1])
+    assert saved["params"]["mode"] == "saved-model"
+    assert saved["details"]["threshold"] == split["details"]["threshold"]
+    assert saved["details"]["train_dialogues"] == 80
+    for key in METRIC_KEYS:
+        assert saved[key] == pytest.approx(split[key], abs=1e-3), key
+
+
+def test_cli_save_model_rejects_existing(synthetic_file: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "token_model.json").write_text("{}", encoding="utf-8")
+
+    result = runner.invoke(app, ["benchmark", "mhch", "--train", str(synthetic_file),
+                                 "--test", str(synthetic_file), "--save-model", str(model_dir),
+                                 "--no-mlflow"])
+
+    assert result.exit_code != 0
+    assert "already contains a token model" in _unwrapped(result.output)
+
+
+def test_cli_save_model_needs_split(synthetic_file: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["benchmark", "mhch", "--data", str(synthetic_file),
+                                 "--folds", "2", "--save-model", str(tmp_path / "model"),
+                                 "--no-mlflow"])
+
+    assert result.exit_code != 0
+    assert "--save-model needs --train" in _unwrapped(result.output)
+
+
+def test_cli_model_rejects_folder_without_manifest(synthetic_file: Path,
+                                                   tmp_path: Path) -> None:
+    result = runner.invoke(app, ["benchmark", "mhch", "--model", str(tmp_path), "--test",
+                                 str(synthetic_file), "--no-mlflow"])
+
+    assert result.exit_code != 0
+    assert "not found; pass a folder written by" in _unwrapped(result.output)
+
+
 @pytest.mark.parametrize("arguments", [
     pytest.param(["--folds", "5"], id="folds-without-data"),
+    pytest.param(["--model", "{dir}"], id="model-without-test"),
+    pytest.param(["--model", "{dir}", "--train", "{file}", "--test", "{file}"],
+                 id="model-and-train"),
     pytest.param(["--train", "{file}"], id="train-without-test"),
     pytest.param(["--data", "{file}", "--folds", "5", "--test", "{file}"], id="both-modes"),
     pytest.param(["--data", "{file}", "--folds", "1"], id="one-fold"),
 ])
 def test_cli_rejects_bad_mode(synthetic_file: Path, arguments: list[str]) -> None:
-    filled = [argument.replace("{file}", str(synthetic_file)) for argument in arguments]
+    filled = [argument.replace("{file}", str(synthetic_file))
+              .replace("{dir}", str(synthetic_file.parent)) for argument in arguments]
     result = runner.invoke(app, ["benchmark", "mhch", *filled, "--no-mlflow"])
 
     assert result.exit_code != 0
