@@ -58,13 +58,13 @@ def frustration(
         read_frustration_file,
     )
     from pipelines.benchmark.result import report
-    from pipelines.cli import _configure_logging, _resolve_bundle
+    from pipelines.cli_common import configure_logging, resolve_bundle
     from serving.scorer import Scorer
 
-    _configure_logging(verbose)
+    configure_logging(verbose)
     path = data if data is not None else default_frustration_file()
     sample = read_frustration_file(path)
-    scorer = Scorer(_resolve_bundle(bundle))
+    scorer = Scorer(resolve_bundle(bundle))
 
     logger.info("frustration benchmark started: %d messages, bundle %s", len(sample.texts),
                 scorer.manifest.name)

@@ -76,9 +76,9 @@ def mhch(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug output.")] = False,
 ) -> None:
     """Run the MHCH benchmark (see the command help)."""
-    from pipelines.cli import _configure_logging
+    from pipelines.cli_common import configure_logging
 
-    _configure_logging(verbose)
+    configure_logging(verbose)
     mode = _check_mode(train, test, data, folds, model)
     _check_save_model(save_model, mode)
     if threshold_rule not in ("f1", "f1_gt1"):

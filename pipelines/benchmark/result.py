@@ -41,7 +41,7 @@ def report(result: BenchmarkResult, as_json: bool, log_to_mlflow: bool = True) -
     run_id = _log_run(result) if log_to_mlflow else None
 
     if as_json:
-        from pipelines.cli import finite_json
+        from pipelines.cli_common import finite_json
 
         payload: dict[str, Any] = dict(result.metrics)
         payload.update(benchmark=result.name, params=result.params, details=result.details,

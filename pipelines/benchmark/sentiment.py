@@ -82,13 +82,13 @@ def sentiment(
     """
     from pipelines.benchmark.result import report
     from pipelines.benchmark.sentiment_data import default_sentiment_file, read_sentiment_file
-    from pipelines.cli import _configure_logging, _resolve_bundle
+    from pipelines.cli_common import configure_logging, resolve_bundle
     from serving.scorer import Scorer
 
-    _configure_logging(verbose)
+    configure_logging(verbose)
     path = data if data is not None else default_sentiment_file()
     sample = read_sentiment_file(path, labels)
-    scorer = Scorer(_resolve_bundle(bundle))
+    scorer = Scorer(resolve_bundle(bundle))
 
     logger.info("sentiment benchmark started: %d messages, bundle %s", len(sample.texts),
                 scorer.manifest.name)

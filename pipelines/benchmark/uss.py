@@ -82,9 +82,9 @@ def uss(
     With --data it runs the authors' protocol, k-fold cross-validation over the user turns in
     file order. With --train and --test it trains on one corpus and tests on another.
     """
-    from pipelines.cli import _configure_logging, _resolve_bundle
+    from pipelines.cli_common import configure_logging, resolve_bundle
 
-    _configure_logging(verbose)
+    configure_logging(verbose)
     if (data is None) == (train is None and test is None):
         raise typer.BadParameter("pass either --data FILE (cross-validation) or both --train "
                                  "FILE and --test FILE (cross-domain), not both or neither")
@@ -95,7 +95,7 @@ def uss(
     from pipelines.benchmark.result import report
     from pipelines.benchmark.uss_run import UssRun
 
-    run = UssRun(_resolve_bundle(bundle), embedding_cache, speed_dialogues=speed_dialogues,
+    run = UssRun(resolve_bundle(bundle), embedding_cache, speed_dialogues=speed_dialogues,
                  previous_turn=turn_input is TurnInput.PREVIOUS)
     started = time.perf_counter()
     if data is not None:

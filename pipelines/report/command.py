@@ -7,23 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli_common import ForceOption
-
-# Defined here rather than imported from pipelines.cli, which imports this module while it
-# registers its commands.
-BundleOption = Annotated[
-    Path | None,
-    typer.Option("--bundle", "-b", help="Bundle folder to report on; default: the newest "
-                 "under models/.", file_okay=False),
-]
-PolicyOption = Annotated[
-    Path | None,
-    typer.Option("--policy", help="Rule policy YAML; default: the packaged policy "
-                 "(serving/policies/default.yaml).", dir_okay=False),
-]
-VerboseOption = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Log at DEBUG level instead of INFO.")
-]
+from pipelines.cli_common import BundleOption, ForceOption, PolicyOption, VerboseOption
 
 
 def report(
@@ -43,17 +27,21 @@ def report(
 
     The page opens offline: the charts are inline SVG images and it loads no script.
     """
-    from pipelines.cli import _configure_logging, _resolve_bundle
-    from pipelines.cli_common import check_output_path, read_data_files
+    from pipelines.cli_common import (
+        check_output_path,
+        configure_logging,
+        read_data_files,
+        resolve_bundle,
+    )
     from pipelines.progress import ProgressReporter
     from pipelines.report.writer import check_writable, write_report
     from serving.bundle import load_manifest
     from serving.rules import DEFAULT_POLICY_PATH, load_policy
 
-    _configure_logging(verbose)
+    configure_logging(verbose)
     # The cheap checks run first, so a typo fails before minutes of loading and scoring.
     check_writable(out)
-    bundle_dir = _resolve_bundle(bundle)
+    bundle_dir = resolve_bundle(bundle)
     check_output_path(out, [*(("--data", path) for path in data or []), ("--bundle", bundle_dir),
                             ("--policy" if policy else "packaged policy",
                              policy or DEFAULT_POLICY_PATH)], force=force)
