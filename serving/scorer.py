@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -96,6 +97,17 @@ class Scorer:
         logger.info("scorer loaded bundle %s (encoder %s, thresholds escalation=%.3f "
                     "prepare=%.3f)", self.manifest.name, spec.variant,
                     self.thresholds.escalation, self.thresholds.prepare)
+
+    def with_policy(self, policy: Policy) -> Self:
+        """Return a scorer on the same bundle and onnxruntime sessions that applies `policy`.
+
+        The thresholds are resolved again, because a policy may override the bundle's. Loading
+        the bundle a second time would double the memory of the encoder for nothing.
+        """
+        twin = copy.copy(self)
+        twin.policy = policy
+        twin.thresholds = resolve_thresholds(self.manifest, policy)
+        return twin
 
     def message_signals(self, texts: list[str]) -> list[MessageSignals]:
         """Encode customer messages and run the sentiment and frustration heads on them."""

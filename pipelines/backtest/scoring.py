@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
 from serving.features import MessageSignals
 from serving.rules import Policy
-from serving.scorer import Scorer, resolve_thresholds
+from serving.scorer import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +18,7 @@ class CachingScorer(Scorer):
     A replay passes every customer message through `message_signals`, as `apply_turn` does in
     the service. Texts seen before (a repeated greeting, the same data replayed under a second
     policy) reuse their embedding and head outputs instead of running the encoder again.
+    `with_policy` copies the scorer shallowly, so a twin for another policy shares the cache.
     """
 
     def __init__(self, bundle_dir: str | Path, *, policy: Policy | None = None) -> None:
@@ -36,15 +36,3 @@ class CachingScorer(Scorer):
         self.encoded_texts += len(missing)
         self.reused_texts += len(texts) - len(missing)
         return [self._signals[text] for text in texts]
-
-    def with_policy(self, policy: Policy) -> CachingScorer:
-        """Return a scorer on the same bundle and signal cache that applies `policy`.
-
-        The thresholds are resolved again, because the policy may override the bundle's.
-        """
-        # TODO(serving offers Scorer.with_policy): a shallow copy shares the onnxruntime
-        # sessions and the cache, and only the two attributes that depend on the policy change.
-        twin = copy.copy(self)
-        twin.policy = policy
-        twin.thresholds = resolve_thresholds(self.manifest, policy)
-        return twin

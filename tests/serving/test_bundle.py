@@ -88,3 +88,21 @@ def test_latest_bundle_found(trained_bundle: TrainedBundle) -> None:
 def test_no_bundle_found(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="no model bundle found"):
         find_latest_bundle(tmp_path)
+
+
+def test_with_policy_shares_sessions(trained_bundle: TrainedBundle) -> None:
+    from serving.policy import Thresholds
+    from serving.rules import load_policy
+
+    scorer = Scorer(trained_bundle.path)
+    policy = load_policy().model_copy(update={"thresholds": Thresholds(escalation=0.9,
+                                                                       prepare=0.5)})
+
+    twin = scorer.with_policy(policy)
+
+    assert twin.encoder is scorer.encoder
+    assert twin.heads is scorer.heads
+    assert twin.policy is policy
+    assert twin.thresholds.escalation == 0.9
+    assert twin.thresholds.prepare == 0.5
+    assert scorer.thresholds.escalation == scorer.manifest.thresholds.escalation
