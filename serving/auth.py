@@ -40,8 +40,8 @@ def is_valid_key(key: str | None, digests: tuple[str, ...]) -> bool:
 # ------------------------------------------------------------------ browser sessions
 
 # A browser cannot add the API key header to page loads, so the dashboard trades a valid key for
-# a signed session cookie. The cookie holds no key: only an expiry, a keyed fingerprint of the
-# key's configured digest (removing that digest ends its sessions) and a random nonce.
+# a signed session cookie. The cookie contains no key, only an expiry, a random nonce and a keyed
+# fingerprint of the key's configured digest, so removing that digest ends its sessions.
 SESSION_COOKIE = "escalation_session"
 SESSION_VERSION = "v1"
 _FINGERPRINT_CHARS = 32

@@ -606,7 +606,7 @@ def conversation_turn_rows(
 ) -> list[SparseFeatureRow]:
     """Return the turn sequence feature row of every turn of a conversation, in order.
 
-    `text_vectors` holds one (columns, values) pair per turn, as `TokenMatrix.row` returns.
+    `text_vectors` contains one (columns, values) pair per turn, as `TokenMatrix.row` returns.
     """
     if len(text_vectors) != len(conversation.turns):
         raise ValueError(f"conversation {conversation.id!r} has {len(conversation.turns)} turns "

@@ -88,8 +88,8 @@ def handoff_timing(
     """Premature, on-time and late first handoffs of caught conversations, and their lead.
 
     A conversation counts when it needed a human, its labels give the turn, and the replay
-    escalated it. Lead is the last on-time turn minus the handoff turn, in turns and,
-    where both turns carry timestamps, in seconds; it is negative for a late handoff.
+    escalated it. Lead is the last on-time turn minus the handoff turn, so it is negative for a
+    late handoff. It is measured in turns, and also in seconds where both turns carry timestamps.
     """
     counts = Counter[str]()
     lead_turns: list[int] = []

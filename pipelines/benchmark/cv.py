@@ -19,9 +19,7 @@ class Fold:
 def contiguous_folds(n_rows: int, n_folds: int) -> list[Fold]:
     """Split rows 0..n_rows-1 into `n_folds` contiguous test blocks in order.
 
-    Block sizes differ by at most one row, so every row is tested exactly once. The authors'
-    baseline code instead gives each block int(n_rows / n_folds) rows and never tests the few
-    rows left over at the end.
+    Block sizes differ by at most one row, and every row is tested exactly once.
     """
     if n_folds < 2:
         raise ValueError(f"invalid number of folds {n_folds}; use 2 or more")

@@ -18,12 +18,12 @@ EXPERIMENT = "escalation-benchmarks"
 
 @dataclass
 class BenchmarkResult:
-    """What one benchmark run measured.
+    """Measurements of one benchmark run.
 
-    `metrics` holds the headline numbers with the snake-case keys the issue names (`f1`,
-    `macro_f1`, `auc`, `gt_1`...; `uar`, `kappa`, `rho`, `f1_dissatisfied`), each a number or
-    None when undefined. `details` holds anything else worth printing (per-fold scores,
-    baselines); `params` the settings that produced them.
+    `metrics` contains the headline numbers under snake-case keys, such as `f1`, `macro_f1`,
+    `auc` and `gt_1` for MHCH or `uar`, `kappa`, `rho` and `f1_dissatisfied` for USS. Each
+    value is a number, or None when undefined. `details` contains anything else worth printing
+    (per-fold scores, baselines), and `params` contains the settings that produced them.
     """
 
     name: str
@@ -33,7 +33,7 @@ class BenchmarkResult:
 
 
 def report(result: BenchmarkResult, as_json: bool, log_to_mlflow: bool = True) -> None:
-    """Log `result` to MLflow (unless told not to), then print it.
+    """Log `result` to MLflow (unless `log_to_mlflow` is False), then print it.
 
     With `as_json` the last line of output is one JSON object: the metrics at the top level,
     plus `benchmark`, `params`, `details` and `mlflow_run_id`, so a script can read any run.

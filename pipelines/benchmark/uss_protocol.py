@@ -154,8 +154,8 @@ def split_metrics(outcome: SplitOutcome) -> dict[str, float]:
 def uar_all_levels(gold: np.ndarray, predicted: np.ndarray) -> float:
     """Return the mean recall over all five levels, counting an absent level's recall as 0.
 
-    This is how the USS authors' baseline code (baselines/train_sat.py) averages, so a test
-    block without a rating-1 or rating-5 turn caps UAR at 0.8.
+    It is the stricter reading of UAR: a test block without a rating-1 or rating-5 turn caps it
+    at 0.8.
     """
     recalls = [
         float((predicted[gold == level] == level).mean()) if (gold == level).any() else 0.0

@@ -372,8 +372,8 @@ def _log_plot(y_true: np.ndarray, probability: np.ndarray, name: str, threshold:
 
 def _log_report(bundle_dir: Path, work_dir: Path, data: TrainingData, policy: Policy,
                 progress: Progress | None) -> None:
-    # The HTML report goes with the run so a reviewer sees curves and lead times beside the
-    # metrics; it scores the test splits once more.
+    # The HTML report is logged with the run so a reviewer can read curves and lead times beside
+    # the metrics. Writing it scores the test splits once more.
     import mlflow
 
     from pipelines.report.writer import write_report

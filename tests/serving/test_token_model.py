@@ -32,7 +32,7 @@ PARITY_TOLERANCE = 1e-5
 
 
 def _dialogue(index: int, generator: random.Random) -> dict[str, object]:
-    # Handoff turns are a repeated canned bot answer (ids 50-53) or a customer complaint (99).
+    # Handoff turns are a repeated canned bot response (ids 50-53) or a customer complaint (99).
     utterances = []
     canned_sent = False
     for turn in range(generator.randint(4, 9)):

@@ -323,7 +323,8 @@ def test_cli_tune_rejects_weak_threshold(trained_bundle: TrainedBundle, data_fil
         "--max-escalation-rate", "0.7", "--out", str(output),
     ])
 
-    # Six conversations cannot support the figures, and the message says how many did.
+    # Six conversations are too few to support the threshold's figures, so tune raises an error
+    # that gives the conversation counts and the flag that skips this check.
     assert result.exit_code == 1
     assert "labelled conversations" in str(result.exception)
     assert "--allow-weak-threshold" in str(result.exception)

@@ -34,7 +34,7 @@ COMPLAINT = 99
 
 
 def _dialogue(index: int, generator: random.Random) -> dict[str, object]:
-    # A handoff turn is the bot repeating its canned answer, or the customer complaining.
+    # A handoff turn is the bot repeating its canned response, or the customer complaining.
     utterances = []
     canned_sent = False
     for turn in range(generator.randint(4, 9)):
