@@ -1,4 +1,4 @@
-"""Model bundle: the folder of ONNX files, tokenizer and manifest that training hands to serving.
+"""Model bundle: the folder of ONNX graphs, encoder files and manifest that training writes.
 
 Serving trusts nothing but the bundle, and the bundle only after `load_manifest` has checked
 every file's sha256 and that the feature names match what `serving.features` computes.
@@ -12,10 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from serving.errors import BundleError, BundleIntegrityError, FeatureSchemaError
-from serving.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+from serving.features import EMBEDDING_DIMENSION, FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 from serving.hashing import sha256_file
 from serving.schema import SCHEMA_VERSION
 
@@ -30,18 +30,43 @@ class _Frozen(BaseModel):
 
 
 class EncoderSpec(_Frozen):
-    """The sentence encoder in the bundle."""
+    """The text encoder in the bundle.
 
+    `kind` minilm is the ONNX sentence encoder: `file` is the graph and `tokenizer` its
+    tokenizer. `kind` tokens is the language-agnostic TF-IDF encoder projected to `dimension`
+    columns: `file` is its settings and vocabulary, `arrays` its idf and projection weights.
+    """
+
+    kind: Literal["minilm", "tokens"] = "minilm"
     file: str
-    tokenizer: str
-    variant: Literal["fp32", "int8"]
-    max_length: int = Field(gt=0)
+    tokenizer: str | None = None
+    arrays: list[str] = Field(default_factory=list)
+    variant: Literal["fp32", "int8", "tfidf"]
+    max_length: int | None = Field(default=None, gt=0)
     dimension: int = Field(gt=0)
     # Dynamic int8 quantisation scales activations over the whole batch tensor, so a text's
     # embedding depends on its batch neighbours unless texts are encoded one at a time.
     batch_size: int = Field(default=1, gt=0)
     source_model: str
     parity: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> EncoderSpec:
+        if self.kind == "minilm":
+            if self.tokenizer is None or self.max_length is None or self.variant == "tfidf":
+                raise ValueError("a minilm encoder needs a tokenizer file, max_length and the "
+                                 "variant fp32 or int8")
+        elif self.tokenizer is not None or self.variant != "tfidf" or not self.arrays:
+            raise ValueError("a tokens encoder has the variant tfidf, its idf array files and "
+                             "no tokenizer")
+        return self
+
+    def file_names(self) -> list[str]:
+        """Return every bundle file the encoder reads."""
+        names = [self.file, *self.arrays]
+        if self.tokenizer is not None:
+            names.append(self.tokenizer)
+        return names
 
 
 class HeadSpec(_Frozen):
@@ -152,7 +177,7 @@ def verify_bundle(manifest: Manifest, bundle_dir: Path) -> None:
     if missing_heads:
         raise BundleError(f"bundle {bundle_dir} lacks the head(s) {missing_heads}; retrain it")
 
-    referenced = {manifest.encoder.file, manifest.encoder.tokenizer}
+    referenced = set(manifest.encoder.file_names())
     referenced.update(head.file for head in manifest.heads.values())
     if manifest.similar_cases is not None:
         referenced.update({manifest.similar_cases.vectors, manifest.similar_cases.cases})
@@ -173,6 +198,12 @@ def _verify_features(manifest: Manifest, bundle_dir: Path) -> None:
         raise FeatureSchemaError(
             f"bundle {bundle_dir} uses feature schema {manifest.feature_schema_version!r}, this "
             f"code computes {FEATURE_SCHEMA_VERSION!r}; retrain the bundle with this code"
+        )
+    if manifest.encoder.dimension != EMBEDDING_DIMENSION:
+        raise FeatureSchemaError(
+            f"bundle {bundle_dir} has a {manifest.encoder.dimension}-column encoder, the "
+            f"embedding features of this code take {EMBEDDING_DIMENSION}; retrain the bundle "
+            "with this code"
         )
     expected = list(FEATURE_NAMES)
     if manifest.feature_names == expected:

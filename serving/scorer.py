@@ -13,12 +13,12 @@ import numpy as np
 
 from serving.bundle import Manifest, load_manifest
 from serving.decision import Decision, DecisionThresholds, decide
-from serving.encoder import Encoder
 from serving.features import MessageSignals, conversation_feature_matrix
 from serving.heads import Head
 from serving.rules import Policy, RuleMatch, load_policy, match_conversation
 from serving.schema import SENTIMENT_CLASSES, Conversation
 from serving.signals import message_signals
+from serving.text_encoder import TextEncoder, load_text_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -83,19 +83,14 @@ class Scorer:
         self.thresholds = resolve_thresholds(self.manifest, self.policy)
 
         spec = self.manifest.encoder
-        self.encoder = Encoder(
-            self.bundle_dir / spec.file,
-            self.bundle_dir / spec.tokenizer,
-            max_length=spec.max_length,
-            batch_size=spec.batch_size,
-            intra_op_threads=intra_op_threads,
-        )
+        self.encoder: TextEncoder = load_text_encoder(self.bundle_dir, spec,
+                                                      intra_op_threads=intra_op_threads)
         self.heads = {
             name: Head(self.bundle_dir / head.file, intra_op_threads=intra_op_threads)
             for name, head in self.manifest.heads.items()
         }
-        logger.info("scorer loaded bundle %s (encoder %s, thresholds escalation=%.3f "
-                    "prepare=%.3f)", self.manifest.name, spec.variant,
+        logger.info("scorer loaded bundle %s (encoder %s %s, thresholds escalation=%.3f "
+                    "prepare=%.3f)", self.manifest.name, spec.kind, spec.variant,
                     self.thresholds.escalation, self.thresholds.prepare)
 
     def with_policy(self, policy: Policy) -> Self:

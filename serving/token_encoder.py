@@ -162,6 +162,10 @@ class TokenEncoder:
             projected[index] = values.astype(np.float64) @ self.projection[columns]
         return _l2_normalise(projected).astype(np.float32)
 
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts as dense rows, the interface the scorer calls on every text encoder."""
+        return self.transform(texts)
+
     def _encode_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         counts: dict[int, int] = {}
         for term in self.analyze(text):

@@ -128,23 +128,37 @@ def trained_bundle(
     tmp_path_factory: pytest.TempPathFactory, encoder_dir: Path
 ) -> Iterator[TrainedBundle]:
     """Train, export, evaluate and register a bundle on a small real subset of the corpora."""
+    yield from _train_small_bundle(tmp_path_factory, encoder_dir.parent, "minilm")
+
+
+@pytest.fixture(scope="session")
+def trained_tokens_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedBundle]:
+    """The same small bundle with the language-agnostic token encoder instead of MiniLM."""
+    work_dir = tmp_path_factory.mktemp("tokens-work")
+    yield from _train_small_bundle(tmp_path_factory, work_dir, "tokens")
+
+
+def _train_small_bundle(tmp_path_factory: pytest.TempPathFactory, work_dir: Path,
+                        encoder_kind: str) -> Iterator[TrainedBundle]:
     from pipelines.train.config import load_train_config
     from pipelines.train.data import load_training_data
     from pipelines.train.run import TrainingData, train
 
-    root = tmp_path_factory.mktemp("training")
+    suffix = "" if encoder_kind == "minilm" else f"-{encoder_kind}"
+    root = tmp_path_factory.mktemp(f"training-{encoder_kind}")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
 
-    config = load_train_config().model_copy(deep=True)
+    config = load_train_config()
     config = config.model_validate({
         **config.model_dump(),
+        "encoder": {**config.encoder.model_dump(), "kind": encoder_kind},
         "sentiment": {"c_grid": [2.0], "calibration_folds": 3, "max_train_examples": 0},
         "frustration": {"c_grid": [2.0], "calibration_folds": 3, "max_train_examples": 0},
         "escalation": {**config.escalation.model_dump(), "c_grid": [0.05],
                        "calibration_folds": 3},
-        "mlflow": {"experiment": "tests", "registered_model": "escalation-tests"},
+        "mlflow": {"experiment": "tests", "registered_model": f"escalation-tests{suffix}"},
     })
     full = load_training_data(seed=config.seed)
     data = TrainingData(
@@ -154,9 +168,8 @@ def trained_bundle(
                        for role, rows in full.conversations.items()},
         fingerprint=full.fingerprint,
     )
-    work_dir = encoder_dir.parent
     result = train(config, data, models_dir=root / "models", work_dir=work_dir,
-                   bundle_name="escalation-test")
+                   bundle_name=f"escalation-test{suffix}")
     try:
         yield TrainedBundle(result.bundle_dir, tracking_uri, result.run_id,
                             result.model_version, result.metrics, work_dir)

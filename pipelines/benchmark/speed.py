@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from pipelines.evaluate.vader import VaderBaseline
-from serving.encoder import Encoder
 from serving.features import MessageSignals
 from serving.scorer import Scorer
 from serving.signals import message_signals
+from serving.text_encoder import load_text_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +139,7 @@ def batched_signals_function(
 ) -> Callable[[list[str]], list[MessageSignals]]:
     """Return a function that encodes texts `batch_size` at a time and runs the scorer's heads."""
     spec = scorer.manifest.encoder
-    encoder = Encoder(scorer.bundle_dir / spec.file, scorer.bundle_dir / spec.tokenizer,
-                      max_length=spec.max_length, batch_size=batch_size)
+    encoder = load_text_encoder(scorer.bundle_dir, spec, batch_size=batch_size)
 
     def run(texts: list[str]) -> list[MessageSignals]:
         return message_signals(encoder.encode(texts), scorer.heads["sentiment"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -14,11 +15,11 @@ from pipelines.train.embeddings import EmbeddingCache
 from pipelines.train.labels import customer_ratings
 from pipelines.train.tables import escalation_table
 from serving.bundle import Manifest, load_manifest
-from serving.encoder import Encoder
 from serving.errors import DatasetError
 from serving.heads import Head
 from serving.rules import Policy, load_policy
 from serving.schema import Conversation
+from serving.text_encoder import load_text_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +53,11 @@ class ProductComponents:
         self.bundle_dir = bundle_dir
         self.manifest: Manifest = load_manifest(bundle_dir)
         spec = self.manifest.encoder
-        self.encoder = Encoder(bundle_dir / spec.file, bundle_dir / spec.tokenizer,
-                               max_length=spec.max_length, batch_size=spec.batch_size)
+        self.encoder = load_text_encoder(bundle_dir, spec)
         self.sentiment = Head(bundle_dir / self.manifest.heads["sentiment"].file)
         self.frustration = Head(bundle_dir / self.manifest.heads["frustration"].file)
         self.policy = policy if policy is not None else load_policy()
-        self.cache = EmbeddingCache(cache_dir, self.manifest.files[spec.file], spec.batch_size,
+        self.cache = EmbeddingCache(cache_dir, _encoder_digest(self.manifest), spec.batch_size,
                                     spec.dimension)
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -123,3 +123,14 @@ def previous_turn_table(table: UssTable) -> UssTable:
         if table.conversation_ids[row] == table.conversation_ids[row - 1]:
             features[row] = table.features[row - 1]
     return replace(table, features=features)
+
+
+def _encoder_digest(manifest: Manifest) -> str:
+    # A MiniLM cache is keyed by the graph's sha256, as training keys it, so the benchmark
+    # reuses training's embeddings. A token encoder's output depends on its idf and projection
+    # arrays too, so its key covers every file it reads.
+    spec = manifest.encoder
+    if spec.kind == "minilm":
+        return manifest.files[spec.file]
+    joined = "".join(manifest.files[name] for name in sorted(spec.file_names()))
+    return hashlib.sha256(joined.encode("ascii")).hexdigest()

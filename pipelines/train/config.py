@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from serving.features import EMBEDDING_DIMENSION
 from serving.token_encoder import DEFAULT_TOKEN_PATTERN
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "train.yaml"
@@ -21,8 +22,8 @@ class _Section(BaseModel):
 class TokenEncoderConfig(_Section):
     """TF-IDF n-gram encoder for texts in any language or of opaque token ids.
 
-    `projection_dimension` 0 keeps the sparse TF-IDF columns; a positive value projects them
-    with a TruncatedSVD of that many components fitted on the training texts.
+    `projection_dimension` is the number of TruncatedSVD components fitted on the training
+    texts; `escalation train` needs 384, the embedding width of the escalation features.
     """
 
     analyzer: Literal["word", "char_wb"] = "word"
@@ -33,7 +34,7 @@ class TokenEncoderConfig(_Section):
     sublinear_tf: bool = True
     lowercase: bool = True
     token_pattern: str = DEFAULT_TOKEN_PATTERN
-    projection_dimension: int = Field(default=0, ge=0)
+    projection_dimension: int = Field(default=EMBEDDING_DIMENSION, ge=0)
 
     @model_validator(mode="after")
     def _check_ngram_range(self) -> TokenEncoderConfig:
@@ -100,6 +101,17 @@ class TrainConfig(_Section):
     escalation: EscalationConfig
     mlflow: MlflowConfig = MlflowConfig()
 
+    @model_validator(mode="after")
+    def _check_token_projection(self) -> TrainConfig:
+        # The escalation features hold one column per embedding dimension, so the token
+        # encoder must project onto exactly that many.
+        projection = self.encoder.tokens.projection_dimension
+        if self.encoder.kind == "tokens" and projection != EMBEDDING_DIMENSION:
+            raise ValueError(f"encoder.tokens.projection_dimension is {projection}; with "
+                             f"encoder.kind tokens it must be {EMBEDDING_DIMENSION}, the "
+                             "embedding width of the escalation features")
+        return self
+
 
 def load_train_config(path: str | Path | None = None) -> TrainConfig:
     """Read and validate a training configuration; None reads the checked-in default."""
@@ -114,9 +126,14 @@ def load_train_config(path: str | Path | None = None) -> TrainConfig:
     try:
         return TrainConfig.model_validate(data or {})
     except ValidationError as error:
-        problems = "; ".join(
-            f"key '{'.'.join(str(part) for part in detail['loc'])}': {detail['msg']} "
-            f"(got {detail.get('input')!r})"
-            for detail in error.errors(include_url=False)
-        )
+        problems = "; ".join(_describe_problem(detail)
+                             for detail in error.errors(include_url=False))
         raise ValueError(f"training configuration {path} is invalid: {problems}") from None
+
+
+def _describe_problem(detail: Any) -> str:
+    # A check across sections has no key of its own, and its input is the whole file.
+    if not detail["loc"]:
+        return str(detail["msg"]).removeprefix("Value error, ")
+    key = ".".join(str(part) for part in detail["loc"])
+    return f"key '{key}': {detail['msg']} (got {detail.get('input')!r})"

@@ -19,14 +19,13 @@ from pipelines.evaluate.evaluation import evaluate_escalation, evaluate_messages
 from pipelines.evaluate.metrics import choose_threshold_f1
 from pipelines.evaluate.plots import plot_binary_head
 from pipelines.evaluate.vader import VaderBaseline
-from pipelines.export.encoder_cache import ServedEncoder, prepare_encoder
 from pipelines.export.heads import export_head
 from pipelines.registry import log_bundle, log_metrics, log_params, start_run
 from pipelines.train.config import TrainConfig
-from pipelines.train.embeddings import EmbeddingCache
 from pipelines.train.heads import fit_escalation, fit_frustration, fit_sentiment
 from pipelines.train.similar import build_similar_case_index
 from pipelines.train.tables import EscalationTable, escalation_table, message_table
+from pipelines.train.text_encoder import prepare_text_encoder
 from serving.bundle import (
     EncoderSpec,
     HeadSpec,
@@ -82,7 +81,6 @@ def train(
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train the three heads, export them, evaluate the bundle and register it in MLflow."""
-    _check_encoder_kind(config)
     policy = policy if policy is not None else load_policy()
     name = bundle_name or "escalation-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     staging = models_dir / f".staging-{name}"
@@ -97,22 +95,11 @@ def train(
         log_params({"config": config.model_dump(), "bundle": name})
         log_params({"data": data.fingerprint})
 
-        encoder = prepare_encoder(work_dir / "encoder", config.encoder.variant,
-                                  config.encoder.max_length)
-        encoder.copy_into(staging)
-        cache = EmbeddingCache(work_dir / "embeddings", encoder.sha256, encoder.batch_size,
-                               encoder.dimension)
-
-        def embed(texts: list[str]) -> np.ndarray:
-            total = len(texts)
-            done = [0]
-
-            def advance(count: int) -> None:
-                done[0] += count
-                if progress is not None:
-                    progress("encode", done[0], total)
-
-            return cache.embed(texts, encoder.encode, advance)
+        prepared = prepare_text_encoder(
+            config, data.messages["train"] + data.conversations["train"], work_dir, staging,
+            progress,
+        )
+        embed = prepared.embed
 
         head_specs, frustration_threshold = _train_message_heads(config, data, embed, staging)
         escalation_spec, thresholds_found, validation = _train_escalation_head(
@@ -125,12 +112,12 @@ def train(
             name=name,
             created_at=datetime.now(UTC),
             feature_names=list(FEATURE_NAMES),
-            encoder=encoder.spec(),
+            encoder=prepared.spec,
             heads=head_specs,
             thresholds=thresholds_found,
             training_data=data.fingerprint,
             parameters=config.model_dump(),
-            files=hash_bundle_files(staging, _bundle_files(encoder.spec(), head_specs)
+            files=hash_bundle_files(staging, _bundle_files(prepared.spec, head_specs)
                                     + [similar.vectors, similar.cases]),
             similar_cases=similar,
             mlflow=MlflowRef(run_id=run.info.run_id, experiment=config.mlflow.experiment,
@@ -150,17 +137,6 @@ def train(
         version = log_bundle(final, config.mlflow.registered_model, run.info.run_id)
         logger.info("bundle %s written to %s", name, final)
         return TrainResult(final, manifest, metrics, run.info.run_id, version)
-
-
-def _check_encoder_kind(config: TrainConfig) -> None:
-    # TODO(bundles of the token encoder): the manifest, scorer and live service read MiniLM
-    # bundles only, so a tokens bundle could not be served yet.
-    if config.encoder.kind != "minilm":
-        raise ValueError(
-            f"encoder.kind {config.encoder.kind!r} is not supported by `escalation train` yet; "
-            "it trains and exports MiniLM bundles only. Set encoder.kind: minilm, or measure "
-            "the token encoder with `escalation benchmark mhch`"
-        )
 
 
 def _train_message_heads(
@@ -347,7 +323,7 @@ def evaluate_bundle_on_splits(
 
 
 def _bundle_files(encoder: EncoderSpec, heads: dict[str, HeadSpec]) -> list[str]:
-    return [encoder.file, encoder.tokenizer, *(head.file for head in heads.values())]
+    return [*encoder.file_names(), *(head.file for head in heads.values())]
 
 
 def _cap(conversations: list[Conversation], limit: int, seed: int) -> list[Conversation]:
@@ -401,9 +377,3 @@ def fingerprint_files(paths: Sequence[Path]) -> dict[str, str]:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         result[path.name] = digest
     return result
-
-
-def served_encoder_for(work_dir: Path, config: TrainConfig) -> ServedEncoder:
-    """Return the exported encoder variant that training embeds with and the bundle ships."""
-    return prepare_encoder(work_dir / "encoder", config.encoder.variant,
-                           config.encoder.max_length)

@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from pipelines.train.config import DEFAULT_CONFIG, load_train_config
-from pipelines.train.run import TrainingData, train
 from pipelines.train.tokens import settings_from_config
 
 
@@ -67,10 +66,17 @@ def test_invalid_token_pattern_is_rejected(tmp_path: Path) -> None:
         load_train_config(path)
 
 
-def test_train_rejects_tokens_kind_before_any_work(tmp_path: Path) -> None:
-    config = load_train_config(_config_with_encoder(tmp_path, {"kind": "tokens"}))
-    empty = TrainingData(messages={}, conversations={}, fingerprint={})
+def test_checked_in_tokens_config_trains_the_token_encoder() -> None:
+    config = load_train_config(DEFAULT_CONFIG.parent / "train-tokens.yaml")
 
-    with pytest.raises(ValueError, match="encoder.kind 'tokens' is not supported"):
-        train(config, empty, models_dir=tmp_path / "models", work_dir=tmp_path / "work")
-    assert not (tmp_path / "models").exists()
+    assert config.encoder.kind == "tokens"
+    assert config.encoder.tokens.projection_dimension == 384
+
+
+def test_tokens_kind_without_the_feature_width_names_the_key(tmp_path: Path) -> None:
+    path = _config_with_encoder(tmp_path, {"kind": "tokens",
+                                           "tokens": {"projection_dimension": 100}})
+
+    with pytest.raises(ValueError, match=r"invalid: encoder\.tokens\.projection_dimension is "
+                                         r"100; with encoder\.kind tokens it must be 384"):
+        load_train_config(path)
