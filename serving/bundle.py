@@ -155,9 +155,15 @@ def load_manifest(bundle_dir: str | Path, *, verify: bool = True) -> Manifest:
 
     try:
         manifest = Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, ValidationError) as error:
-        raise BundleError(f"{path} is not a valid manifest: {error}; retrain the bundle with "
-                          "`escalation train`") from None
+    except json.JSONDecodeError as error:
+        raise BundleError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); "
+                          "retrain the bundle with `escalation train`") from None
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in detail['loc']) or 'manifest'}: {detail['msg']}"
+            for detail in error.errors(include_url=False))
+        raise BundleError(f"{path} is not a valid manifest ({problems}); retrain the bundle "
+                          "with `escalation train`") from None
 
     if verify:
         verify_bundle(manifest, bundle_dir)

@@ -214,10 +214,22 @@ class ReasonClassifier:
         self.min_similarity = min_similarity
         self.urgent_min_similarity = urgent_min_similarity
 
-        self._reasons: tuple[Reason, ...] = tuple(descriptions)
-        self._centroids = np.stack(
-            [_centroid(reason, list(descriptions[reason]), embed) for reason in self._reasons]
-        )
+        centroids = {reason: _centroid(reason, list(descriptions[reason]), embed)
+                     for reason in descriptions}
+        # A token encoder fitted on another language can embed the English descriptions as
+        # zero rows. Such a reason is left to the rules instead of stopping the service.
+        unusable = [reason.value for reason, centroid in centroids.items()
+                    if not np.any(centroid)]
+        if unusable:
+            logger.warning("reason descriptions of %s share no term with the encoder, so only "
+                           "rules can suggest them; write descriptions in the bundle's language",
+                           ", ".join(unusable))
+        self._reasons: tuple[Reason, ...] = tuple(
+            reason for reason, centroid in centroids.items() if np.any(centroid))
+        width = next(iter(centroids.values())).shape[0]
+        self._centroids = np.zeros((len(self._reasons), width), dtype=np.float32)
+        for row, reason in enumerate(self._reasons):
+            self._centroids[row] = centroids[reason]
 
     @classmethod
     def from_config(cls, config: ReasonConfig, embed: Embed) -> ReasonClassifier:
@@ -288,7 +300,11 @@ class ReasonClassifier:
             return Reason.GENERAL, "default", ["no rule hinted a topic and no customer message "
                                                "was given, so the reason is general"]
 
-        best = max(TOPICS, key=lambda topic: similarities[topic])
+        candidates = [topic for topic in TOPICS if topic in similarities]
+        if not candidates:
+            return Reason.GENERAL, "default", ["no rule hinted a topic and no topic description "
+                                               "can be compared, so the reason is general"]
+        best = max(candidates, key=lambda topic: similarities[topic])
         score = similarities[best]
         if score >= self.min_similarity:
             return best, "similarity", [f"closest to the {best.value} descriptions (cosine "
@@ -330,6 +346,7 @@ class ReasonClassifier:
 
 
 def _centroid(reason: Reason, descriptions: list[str], embed: Embed) -> np.ndarray:
+    # Returns the zero vector when no description shares a term with the encoder.
     embeddings = np.asarray(embed(descriptions), dtype=np.float32)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(descriptions):
         raise ValueError(
@@ -338,9 +355,11 @@ def _centroid(reason: Reason, descriptions: list[str], embed: Embed) -> np.ndarr
         )
     mean = embeddings.mean(axis=0)
     norm = float(np.linalg.norm(mean))
-    if not math.isfinite(norm) or norm == 0.0:
-        raise ValueError(f"the {reason.value} descriptions average to a zero or non-finite "
-                         "vector; check the embed function or reword the descriptions")
+    if not math.isfinite(norm):
+        raise ValueError(f"the {reason.value} descriptions embed to non-finite values; check "
+                         "the encoder, whose files may contain NaN or infinite weights")
+    if norm == 0.0:
+        return mean
     return mean / norm
 
 

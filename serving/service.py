@@ -20,6 +20,7 @@ import numpy as np
 from serving.bundle import find_latest_bundle
 from serving.decision import Decision
 from serving.errors import (
+    BundleError,
     ConversationNotFound,
     ConversationStateError,
     LimitExceeded,
@@ -145,7 +146,12 @@ class EscalationService:
         return self._runtime_for(scorer)
 
     def _runtime_for(self, scorer: Scorer) -> Runtime:
-        reasons = ReasonClassifier.from_config(load_reason_config(), scorer.encoder.encode)
+        try:
+            reasons = ReasonClassifier.from_config(load_reason_config(), scorer.encoder.encode)
+        except ValueError as error:
+            # The descriptions are fine, so a failure here comes from the bundle's encoder.
+            raise BundleError(f"bundle {scorer.manifest.name}: its encoder could not embed the "
+                              f"reason descriptions ({error}); retrain the bundle") from None
         similar = None
         spec = scorer.manifest.similar_cases
         if spec is not None:

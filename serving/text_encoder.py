@@ -55,7 +55,7 @@ def load_text_encoder(
     if spec.file != SETTINGS_FILE:
         raise BundleError(f"bundle {bundle_dir}: the tokens encoder file is {spec.file!r}, "
                           f"expected {SETTINGS_FILE!r}; retrain the bundle")
-    encoder = load_token_encoder(bundle_dir)
+    encoder = load_token_encoder(bundle_dir, expected_arrays=spec.arrays)
     if encoder.dimension != spec.dimension:
         raise BundleError(f"bundle {bundle_dir}: the token encoder has {encoder.dimension} "
                           f"columns but the manifest says {spec.dimension}; retrain the bundle")

@@ -93,18 +93,24 @@ class TokenEncoder:
         sublinear_tf: bool = False,
         projection: np.ndarray | None = None,
     ) -> None:
-        _check_settings(analyzer, ngram_range)
+        _check_settings(analyzer, ngram_range, token_pattern)
         self.vocabulary = list(vocabulary)
+        if not all(isinstance(term, str) for term in self.vocabulary):
+            raise ValueError("vocabulary contains a term that is not a string; each column "
+                             "needs its n-gram as text")
         self.columns = {term: index for index, term in enumerate(self.vocabulary)}
         if len(self.columns) != len(self.vocabulary):
             raise ValueError("vocabulary contains duplicate terms; each column needs a unique "
                              "n-gram")
-        self.idf = np.asarray(idf, dtype=np.float64).reshape(-1)
+        self.idf = _real_array(idf, "idf").reshape(-1)
         if self.idf.shape[0] != len(self.vocabulary):
             raise ValueError(f"idf has {self.idf.shape[0]} weights for a vocabulary of "
                              f"{len(self.vocabulary)} terms; they must have the same length")
+        if not np.all(self.idf > 0.0):
+            raise ValueError("idf contains a weight that is zero or negative; TF-IDF weights "
+                             "are positive, refit the token encoder")
         if projection is not None:
-            projection = np.asarray(projection, dtype=np.float64)
+            projection = _real_array(projection, "projection")
             if projection.ndim != 2 or projection.shape[0] != len(self.vocabulary):
                 raise ValueError(f"projection has shape {list(projection.shape)}; expected "
                                  f"[{len(self.vocabulary)}, dimension]")
@@ -114,6 +120,8 @@ class TokenEncoder:
         self.lowercase = lowercase
         self.token_pattern = token_pattern
         self.sublinear_tf = sublinear_tf
+        # NOTE: the pattern comes from the bundle and runs on every text. A pattern with nested
+        # quantifiers can backtrack for minutes on a long text, and nothing bounds that here.
         self._pattern = re.compile(token_pattern)
 
     @property
@@ -214,10 +222,13 @@ class TokenEncoder:
         return names
 
 
-def load_token_encoder(directory: str | Path) -> TokenEncoder:
+def load_token_encoder(directory: str | Path,
+                       expected_arrays: Sequence[str] | None = None) -> TokenEncoder:
     """Read a token encoder written by `TokenEncoder.save` from `directory`.
 
-    Raises BundleError naming the file when a file is missing, malformed or inconsistent.
+    `expected_arrays` lists the array files a bundle manifest hashed. The settings must name
+    exactly those, so no file that escaped the hash check is read. Raises BundleError naming
+    the file when a file is missing, malformed or inconsistent.
     """
     directory = Path(directory)
     path = directory / SETTINGS_FILE
@@ -233,9 +244,14 @@ def load_token_encoder(directory: str | Path) -> TokenEncoder:
         found = settings.get("format") if isinstance(settings, dict) else None
         raise BundleError(f"{path} has token encoder format {found!r}, this code reads "
                           f"{TOKEN_ENCODER_FORMAT!r}; refit the token encoder")
+    _check_settings_file(settings, path)
 
-    idf = _load_array(directory, settings.get("idf"), path)
-    projection_name = settings.get("projection")
+    projection_name = settings["projection"]
+    named = [settings["idf"]] + ([projection_name] if projection_name else [])
+    if expected_arrays is not None and sorted(named) != sorted(expected_arrays):
+        raise BundleError(f"{path} names the arrays {named}, but the manifest hashed "
+                          f"{list(expected_arrays)}; the bundle was edited, retrain it")
+    idf = _load_array(directory, settings["idf"], path)
     projection = _load_array(directory, projection_name, path) if projection_name else None
     try:
         encoder = TokenEncoder(
@@ -243,18 +259,38 @@ def load_token_encoder(directory: str | Path) -> TokenEncoder:
             idf,
             analyzer=settings["analyzer"],
             ngram_range=tuple(settings["ngram_range"]),  # type: ignore[arg-type]
-            lowercase=bool(settings["lowercase"]),
-            token_pattern=str(settings["token_pattern"]),
-            sublinear_tf=bool(settings["sublinear_tf"]),
+            lowercase=settings["lowercase"],
+            token_pattern=settings["token_pattern"],
+            sublinear_tf=settings["sublinear_tf"],
             projection=projection,
         )
-    except (KeyError, TypeError, ValueError, re.error) as error:
+    except (TypeError, ValueError, re.error) as error:
         raise BundleError(f"{path} does not describe a valid token encoder ({error}); refit "
                           "the token encoder") from None
 
     logger.info("loaded token encoder %s (%s n-grams %s, %d terms, dimension %d)", directory,
                 encoder.analyzer, encoder.ngram_range, len(encoder.vocabulary), encoder.dimension)
     return encoder
+
+
+# The type each key of the settings file must have; bool("false") would be True.
+_SETTING_TYPES: dict[str, type | tuple[type, ...]] = {
+    "analyzer": str, "ngram_range": list, "lowercase": bool, "token_pattern": str,
+    "sublinear_tf": bool, "norm": str, "idf": str, "projection": (str, type(None)),
+    "vocabulary": list,
+}
+
+
+def _check_settings_file(settings: dict[str, Any], path: Path) -> None:
+    for key, expected in _SETTING_TYPES.items():
+        if key not in settings:
+            raise BundleError(f"{path} is missing the key {key!r}; refit the token encoder")
+        if not isinstance(settings[key], expected):
+            raise BundleError(f"{path}: {key} is {settings[key]!r}, of type "
+                              f"{type(settings[key]).__name__}; refit the token encoder")
+    if settings["norm"] != "l2":
+        raise BundleError(f"{path}: norm is {settings['norm']!r}, this code computes only "
+                          "'l2'; refit the token encoder")
 
 
 def _load_array(directory: Path, name: Any, settings_path: Path) -> np.ndarray:
@@ -272,13 +308,29 @@ def _load_array(directory: Path, name: Any, settings_path: Path) -> np.ndarray:
                           "token encoder") from None
 
 
-def _check_settings(analyzer: str, ngram_range: tuple[int, int]) -> None:
+def _check_settings(analyzer: str, ngram_range: tuple[int, int], token_pattern: str) -> None:
     if analyzer not in ANALYZERS:
         raise ValueError(f"analyzer {analyzer!r} is invalid; use one of {', '.join(ANALYZERS)}")
-    low, high = ngram_range
-    if not 1 <= low <= high:
-        raise ValueError(f"ngram_range {tuple(ngram_range)} is invalid; use (min_n, max_n) with "
-                         "1 <= min_n <= max_n")
+    if (len(ngram_range) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in ngram_range)
+            or not 1 <= ngram_range[0] <= ngram_range[1]):
+        raise ValueError(f"ngram_range {ngram_range!r} is invalid; use two integers "
+                         "(min_n, max_n) with 1 <= min_n <= max_n")
+    # With two or more groups re.findall returns tuples, not tokens; scikit-learn rejects
+    # such patterns too.
+    if re.compile(token_pattern).groups > 1:
+        raise ValueError(f"token_pattern {token_pattern!r} has more than one capturing group; "
+                         "use at most one, or non-capturing groups (?:...)")
+
+
+def _real_array(values: Any, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"{name} has dtype {array.dtype}; expected real numbers")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values; refit the token encoder")
+    return array
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

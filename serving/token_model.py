@@ -140,7 +140,9 @@ class TokenModel:
         folder = Path(folder)
         manifest = read_manifest(folder)
         _verify_files(folder, manifest.files)
-        encoder = load_token_encoder(folder)
+        # The encoder's arrays are the folder's only .npy files, so each one it reads is hashed.
+        arrays = [name for name in manifest.files if name.endswith(".npy")]
+        encoder = load_token_encoder(folder, expected_arrays=arrays)
         _verify_encoder(folder, manifest, encoder)
         _verify_feature_names(folder, manifest.feature_names, len(encoder.vocabulary))
 

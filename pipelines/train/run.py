@@ -90,7 +90,16 @@ def train(
                               "or remove the old folder")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    try:
+        return _train_into(config, data, staging, final, work_dir, policy, name, progress)
+    finally:
+        # A failed run leaves nothing half-written behind; a finished one renamed the folder.
+        shutil.rmtree(staging, ignore_errors=True)
 
+
+def _train_into(config: TrainConfig, data: TrainingData, staging: Path, final: Path,
+                work_dir: Path, policy: Policy, name: str,
+                progress: Progress | None) -> TrainResult:
     with start_run(config.mlflow.experiment, name) as run:
         log_params({"config": config.model_dump(), "bundle": name})
         log_params({"data": data.fingerprint})

@@ -60,9 +60,11 @@ def fit_token_encoder(texts: Sequence[str], settings: TokenEncoderSettings,
         matrix = vectorizer.fit_transform(list(texts))
     except ValueError as error:
         # scikit-learn raises "empty vocabulary" when min_df prunes every term.
+        hint = (f"lower min_df (now {settings.min_df}) or check that the texts contain tokens "
+                "the token pattern matches") if "empty vocabulary" in str(error) else \
+            "check the token_pattern and n-gram settings"
         raise ValueError(f"the token encoder could not be fitted on {len(texts)} texts "
-                         f"({error}); lower min_df (now {settings.min_df}) or check that the "
-                         "texts contain tokens the token pattern matches") from None
+                         f"({error}); {hint}") from None
 
     vocabulary = [term for term, _ in sorted(vectorizer.vocabulary_.items(),
                                              key=lambda item: item[1])]
@@ -87,9 +89,10 @@ def _fit_projection(matrix: Any, dimension: int, seed: int) -> np.ndarray | None
         return None
     available = min(matrix.shape) - 1
     if dimension > available:
-        raise ValueError(f"projection_dimension {dimension} is too large for {matrix.shape[0]} "
-                         f"texts and {matrix.shape[1]} terms; use at most {available} or 0 for "
-                         "no projection")
+        raise ValueError(f"projection_dimension {dimension} needs more than {dimension} terms "
+                         f"and texts, but the vocabulary has {matrix.shape[1]} terms from "
+                         f"{matrix.shape[0]} texts; raise max_features, lower min_df or widen "
+                         "the n-gram range")
     svd = TruncatedSVD(n_components=dimension, random_state=seed)
     svd.fit(matrix)
     return np.asarray(svd.components_.T, dtype=np.float64)

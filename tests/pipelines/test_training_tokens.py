@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from pipelines.train.config import load_train_config
+from pipelines.train.config import TrainConfig, load_train_config
 from pipelines.train.data import load_training_data
+from pipelines.train.run import TrainingData, train
 from pipelines.train.tables import escalation_table
 from serving.api import create_app
 from serving.auth import generate_api_key
@@ -142,3 +143,22 @@ def test_tokens_config_needs_the_feature_width() -> None:
 def test_encoder_spec_rejects_mixed_kinds(fields: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="encoder"):
         EncoderSpec.model_validate({**fields, "dimension": 384, "source_model": "x"})
+
+
+def test_failed_run_leaves_no_staging_folder(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = load_train_config().model_dump()
+    config["encoder"]["kind"] = "tokens"
+    config["encoder"]["tokens"]["token_pattern"] = "qqqzzz"
+    full = load_training_data(seed=13)
+    data = TrainingData(messages={role: rows[:50] for role, rows in full.messages.items()},
+                        conversations={role: rows[:10]
+                                       for role, rows in full.conversations.items()},
+                        fingerprint=full.fingerprint)
+
+    with pytest.raises(ValueError, match="empty vocabulary"):
+        train(TrainConfig.model_validate(config), data, models_dir=tmp_path / "models",
+              work_dir=tmp_path / "work", bundle_name="broken")
+
+    assert list((tmp_path / "models").iterdir()) == []

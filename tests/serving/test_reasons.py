@@ -21,6 +21,7 @@ from serving.reasons import (
 from serving.rules import Policy, RuleMatch, load_policy, match_conversation
 from serving.schema import parse_conversation
 from serving.tiers import Reason, Tier
+from serving.token_encoder import TokenEncoder
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +272,30 @@ def test_classifier_rejects_missing_topic(encoder: Encoder) -> None:
 
     with pytest.raises(ReasonConfigError, match="descriptions.general is missing or empty"):
         ReasonClassifier(descriptions, encoder.encode)
+
+
+def test_descriptions_outside_the_vocabulary_leave_rules_only() -> None:
+    # A token encoder that knows only the word "refund" embeds every other reason's English
+    # descriptions as zero rows.
+    encoder = TokenEncoder(["refund"], np.ones(1), projection=np.ones((1, 1)))
+    classifier = ReasonClassifier.from_config(load_reason_config(), encoder.encode)
+    customer = encoder.encode(["refund refund"])
+
+    similarities = classifier.similarities(customer)
+    assessment = classifier.classify([], customer)
+
+    assert Reason.BILLING in similarities
+    assert Reason.TECHNICAL not in similarities
+    assert assessment.reason is Reason.BILLING
+    assert assessment.source == "similarity"
+
+
+def test_descriptions_all_outside_the_vocabulary_give_general() -> None:
+    encoder = TokenEncoder(["w17"], np.ones(1), projection=np.ones((1, 1)))
+    classifier = ReasonClassifier.from_config(load_reason_config(), encoder.encode)
+
+    assessment = classifier.classify([], encoder.encode(["w17 w17"]))
+
+    assert classifier.similarities(encoder.encode(["w17"])) == {}
+    assert assessment.reason is Reason.GENERAL
+    assert assessment.source == "default"

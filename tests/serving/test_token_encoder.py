@@ -157,3 +157,88 @@ def test_fit_rejects_empty_vocabulary() -> None:
 def test_vectorizer_defaults_match_encoder_defaults() -> None:
     # The encoder's default token pattern must be scikit-learn's, or parity breaks silently.
     assert TokenEncoder(["ab"], np.ones(1)).token_pattern == TfidfVectorizer().token_pattern
+
+
+def _saved(tmp_path: Path, projection_dimension: int = 0) -> dict[str, object]:
+    settings = TokenEncoderSettings(min_df=1, projection_dimension=projection_dimension)
+    encoder, _ = fit_token_encoder(TRAIN_TEXTS, settings)
+    encoder.save(tmp_path)
+    return json.loads((tmp_path / SETTINGS_FILE).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("lowercase", "false", "lowercase is 'false', of type str"),
+    ("sublinear_tf", 0, "sublinear_tf is 0, of type int"),
+    ("ngram_range", [1.5, 2.7], "ngram_range"),
+    ("ngram_range", [1, 2, 3], "ngram_range"),
+    ("ngram_range", "12", "ngram_range is '12'"),
+    ("norm", "l1", "norm is 'l1'"),
+    ("token_pattern", "(\\w)(\\w+)", "more than one capturing group"),
+    ("vocabulary", [1, 2], "not a string"),
+    ("vocabulary", None, "vocabulary is None"),
+])
+def test_load_rejects_malformed_settings(tmp_path: Path, key: str, value: object,
+                                         message: str) -> None:
+    settings = _saved(tmp_path)
+    settings[key] = value
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(settings), encoding="utf-8")
+
+    with pytest.raises(BundleError, match=message):
+        load_token_encoder(tmp_path)
+
+
+def test_load_names_a_missing_key(tmp_path: Path) -> None:
+    settings = _saved(tmp_path)
+    del settings["vocabulary"]
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(settings), encoding="utf-8")
+
+    with pytest.raises(BundleError, match="missing the key 'vocabulary'"):
+        load_token_encoder(tmp_path)
+
+
+@pytest.mark.parametrize(("file", "value", "message"), [
+    ("token_encoder_idf.npy", np.nan, "idf contains NaN"),
+    ("token_encoder_idf.npy", -1.0, "zero or negative"),
+    ("token_encoder_projection.npy", np.inf, "projection contains NaN or infinite"),
+])
+def test_load_rejects_non_finite_weights(tmp_path: Path, file: str, value: float,
+                                         message: str) -> None:
+    _saved(tmp_path, projection_dimension=3)
+    weights = np.load(tmp_path / file, allow_pickle=False)
+    weights.reshape(-1)[0] = value
+    np.save(tmp_path / file, weights, allow_pickle=False)
+
+    with pytest.raises(BundleError, match=message):
+        load_token_encoder(tmp_path)
+
+
+def test_load_rejects_complex_projection(tmp_path: Path) -> None:
+    _saved(tmp_path, projection_dimension=3)
+    path = tmp_path / "token_encoder_projection.npy"
+    np.save(path, np.load(path, allow_pickle=False).astype(np.complex128), allow_pickle=False)
+
+    with pytest.raises(BundleError, match="dtype complex128"):
+        load_token_encoder(tmp_path)
+
+
+def test_load_rejects_arrays_the_manifest_did_not_hash(tmp_path: Path) -> None:
+    settings = _saved(tmp_path, projection_dimension=3)
+    (tmp_path / "extra.npy").write_bytes((tmp_path / "token_encoder_projection.npy").read_bytes())
+    settings["projection"] = "extra.npy"
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(settings), encoding="utf-8")
+
+    with pytest.raises(BundleError, match="extra.npy.*manifest hashed"):
+        load_token_encoder(tmp_path, expected_arrays=["token_encoder_idf.npy",
+                                                      "token_encoder_projection.npy"])
+
+
+def test_fit_explains_a_too_small_vocabulary() -> None:
+    with pytest.raises(ValueError, match="vocabulary has .* terms .*raise max_features"):
+        fit_token_encoder(TRAIN_TEXTS, TokenEncoderSettings(min_df=1, projection_dimension=50))
+
+
+def test_fit_hint_fits_the_error() -> None:
+    with pytest.raises(ValueError, match="check the token_pattern") as caught:
+        fit_token_encoder(TRAIN_TEXTS, TokenEncoderSettings(min_df=1, token_pattern="(a)(b)"))
+
+    assert "min_df" not in str(caught.value)
