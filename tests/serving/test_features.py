@@ -213,7 +213,7 @@ def test_turn_feature_names_layout() -> None:
     assert len(names) == len(TURN_CONTEXT_FEATURE_NAMES) + len(TURN_TEXT_BLOCKS) * TEXT_WIDTH
     assert len(set(names)) == len(names)
     assert names[len(TURN_CONTEXT_FEATURE_NAMES)] == "text_customer_00000"
-    assert names[-1] == f"previous_text_assistant_{TEXT_WIDTH - 1:05d}"
+    assert names[-1] == f"history_text_assistant_{TEXT_WIDTH - 1:05d}"
 
 
 def test_turn_rows_repeat_of_bot_answer() -> None:
@@ -251,6 +251,24 @@ def test_turn_rows_carry_previous_text() -> None:
     assert not rows[0][previous_customer:].any()
     assert np.allclose(rows[1][previous_customer:previous_customer + 2],
                        0.5 * vectors[0][1])
+
+
+def test_turn_rows_carry_text_history() -> None:
+    conversation, vectors = _turn_conversation()
+    rows = [row.to_dense() for row in conversation_turn_rows(conversation, vectors, TEXT_WIDTH)]
+    history_customer = len(TURN_CONTEXT_FEATURE_NAMES) + 4 * TEXT_WIDTH
+    history_assistant = history_customer + TEXT_WIDTH
+
+    assert not rows[0][history_customer:].any()
+    # Turn 2 sees one customer and one assistant turn, so each side holds its one vector.
+    expected = np.concatenate([vectors[0][1], vectors[1][1]])
+    expected = 0.5 * expected / np.linalg.norm(expected)
+    assert np.allclose(rows[2][history_customer:history_customer + 2], expected[:2])
+    assert np.allclose(rows[2][history_assistant + 2:history_assistant + 5], expected[2:])
+    # Turn 4 sees the same customer text twice and the same bot answer twice; summing keeps
+    # the direction, so the normalised history equals the one of turn 2.
+    assert np.allclose(rows[4][history_customer:], rows[2][history_customer:], atol=1e-6)
+    assert np.linalg.norm(rows[3][history_customer:]) == pytest.approx(0.5, abs=1e-6)
 
 
 def test_turn_rows_ignore_later_turns() -> None:
