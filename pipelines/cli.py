@@ -41,26 +41,47 @@ def train(
     policy: PolicyOption = None,
     name: Annotated[str | None, typer.Option(help="Bundle folder name under models/; "
                                                  "default: escalation-<UTC time>.")] = None,
+    messages: Annotated[list[Path] | None, typer.Option(
+        "--messages", help="Labelled messages for the sentiment and frustration heads "
+        "(labels.sentiment and labels.frustration on customer turns), in place of GoEmotions; "
+        "repeat for several files. Needs --conversations.", exists=True, dir_okay=False)] = None,
+    conversations: Annotated[list[Path] | None, typer.Option(
+        "--conversations", help="Conversations with labels.satisfaction (1 to 5) on customer "
+        "turns for the escalation head, in place of USS; repeat for several files. Needs "
+        "--messages.", exists=True, dir_okay=False)] = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Train the three heads on the bundled data, export, evaluate and register the bundle."""
+    """Train the three heads, export, evaluate and register the bundle.
+
+    Without --messages and --conversations the bundled English corpora are used. With them,
+    each is split 80/10/10 by conversation id with the configuration's seed.
+    """
     _configure_logging(verbose)
-    result = _train(config, policy, name)
+    if bool(messages) != bool(conversations):
+        raise typer.BadParameter("pass --messages and --conversations together, or neither "
+                                 "to train on the bundled corpora")
+    result = _train(config, policy, name, messages or [], conversations or [])
     _print_evaluation(result.metrics)
     typer.echo(f"bundle: {result.bundle_dir}")
     typer.echo(f"MLflow run {result.run_id}, registered model version {result.model_version}")
 
 
-def _train(config_path: Path | None, policy_path: Path | None, name: str | None) -> Any:
+def _train(config_path: Path | None, policy_path: Path | None, name: str | None,
+           message_files: list[Path] | None = None,
+           conversation_files: list[Path] | None = None) -> Any:
     from pipelines.progress import ProgressReporter
     from pipelines.train.config import load_train_config
-    from pipelines.train.data import load_training_data
+    from pipelines.train.data import load_training_data, load_training_files
     from pipelines.train.run import train as run_training
     from serving.rules import load_policy
 
     config = load_train_config(config_path)
     policy = load_policy(policy_path)
-    data = load_training_data(seed=config.seed, splits_name=config.escalation.splits)
+    if message_files and conversation_files:
+        data = load_training_files(message_files, conversation_files, seed=config.seed,
+                                   dissatisfied_rating=config.escalation.dissatisfied_rating)
+    else:
+        data = load_training_data(seed=config.seed, splits_name=config.escalation.splits)
     with ProgressReporter() as reporter:
         return run_training(config, data, policy=policy, bundle_name=name,
                             progress=reporter.update)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.datasets.goemotions import read_goemotions
@@ -12,10 +13,17 @@ from pipelines.datasets.paths import (
     USS_DIR,
     goemotions_file,
 )
-from pipelines.datasets.splits import ensure_splits, split_file_path
+from pipelines.datasets.splits import (
+    ensure_splits,
+    make_splits,
+    split_conversations,
+    split_file_path,
+)
 from pipelines.datasets.uss import read_bundled_uss, read_uss
+from pipelines.train.labels import customer_ratings
 from pipelines.train.run import TrainingData, fingerprint_files
-from serving.schema import Conversation, read_conversations
+from serving.errors import DatasetError
+from serving.schema import SENTIMENT_CLASSES, Conversation, Role, Sentiment, read_conversations
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +50,74 @@ def load_training_data(*, seed: int, splits_name: str = "uss") -> TrainingData:
         },
     }
     return TrainingData(messages=messages, conversations=conversations, fingerprint=fingerprint)
+
+
+def load_training_files(message_files: Sequence[Path], conversation_files: Sequence[Path], *,
+                        seed: int, dissatisfied_rating: int) -> TrainingData:
+    """Read the user's labelled messages and conversations and split each 80/10/10 by id.
+
+    Message files need `labels.sentiment` and `labels.frustration` on customer turns, and
+    conversation files need `labels.satisfaction` ratings on customer turns, in any format
+    `read_any` reads. This is how a bundle is trained on another language. The split is made
+    in memory from `seed`; the files' sha256 in the fingerprint identify the data.
+    """
+    from pipelines.cli_common import read_data_files
+
+    messages = split_conversations(*_with_splits(read_data_files(message_files), seed))
+    conversations = split_conversations(*_with_splits(read_data_files(conversation_files), seed))
+    for role, rows in messages.items():
+        _check_messages(rows, role, message_files)
+    for role, rows in conversations.items():
+        _check_ratings(rows, role, conversation_files, dissatisfied_rating)
+
+    fingerprint = {
+        "files": fingerprint_files([*message_files, *conversation_files]),
+        "split_seed": seed,
+        "counts": {
+            **{f"messages_{role}": len(rows) for role, rows in messages.items()},
+            **{f"conversations_{role}": len(rows) for role, rows in conversations.items()},
+        },
+    }
+    logger.info("read %d message and %d conversation records for training from %d files",
+                sum(map(len, messages.values())), sum(map(len, conversations.values())),
+                len(message_files) + len(conversation_files))
+    return TrainingData(messages=messages, conversations=conversations, fingerprint=fingerprint)
+
+
+def _with_splits(rows: list[Conversation],
+                 seed: int) -> tuple[list[Conversation], dict[str, list[str]]]:
+    return rows, make_splits([row.id for row in rows], seed=seed)
+
+
+def _check_messages(rows: list[Conversation], role: str, files: Sequence[Path]) -> None:
+    sentiments: set[Sentiment] = set()
+    frustration: set[bool] = set()
+    for turn in (turn for row in rows for turn in row.turns):
+        if turn.role is Role.CUSTOMER and turn.labels is not None \
+                and turn.labels.sentiment is not None:
+            sentiments.add(turn.labels.sentiment)
+            frustration.add(bool(turn.labels.frustration))
+    missing = [label.value for label in SENTIMENT_CLASSES if label not in sentiments]
+    missing += [f"frustration {value}" for value in (True, False) if value not in frustration]
+    if missing:
+        raise DatasetError(
+            f"the {role} split of the message files {[str(path) for path in files]} has no "
+            f"customer turn labelled {', '.join(missing)}; every split needs each sentiment and "
+            "both frustration values, so add labelled messages"
+        )
+
+
+def _check_ratings(rows: list[Conversation], role: str, files: Sequence[Path],
+                   dissatisfied_rating: int) -> None:
+    ratings = [rating for row in rows for rating in customer_ratings(row) if rating is not None]
+    low = sum(rating <= dissatisfied_rating for rating in ratings)
+    if low == 0 or low == len(ratings):
+        raise DatasetError(
+            f"the {role} split of the conversation files {[str(path) for path in files]} has "
+            f"{len(ratings)} rated customer turns, {low} of them rated {dissatisfied_rating} "
+            "or lower; the escalation head needs both satisfied and dissatisfied turns in "
+            "every split, so add rated conversations"
+        )
 
 
 def read_any(path: str | Path) -> list[Conversation]:
