@@ -47,8 +47,9 @@ def train(
         "repeat for several files. Needs --conversations.", exists=True, dir_okay=False)] = None,
     conversations: Annotated[list[Path] | None, typer.Option(
         "--conversations", help="Conversations with labels.satisfaction (1 to 5) on customer "
-        "turns for the escalation head, in place of USS; repeat for several files. Needs "
-        "--messages.", exists=True, dir_okay=False)] = None,
+        "turns for the escalation head, and some with labels.overall_satisfaction >= 3 for "
+        "the similar cases, in place of USS; repeat for several files. Needs --messages.",
+        exists=True, dir_okay=False)] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Train the three heads, export, evaluate and register the bundle.

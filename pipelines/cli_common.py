@@ -138,8 +138,9 @@ def _check_folder_writable(path: Path, option: str) -> None:
     os.unlink(probe)
 
 
-def read_data_files(paths: Sequence[Path]) -> list[Conversation]:
-    """Read every --data file with `read_any` and join them, rejecting repeated ids.
+def read_data_files(paths: Sequence[Path], option: str = "--data") -> list[Conversation]:
+    """Read every file of the command-line `option` with `read_any` and join them, rejecting
+    repeated ids.
 
     A conversation counted twice would double every figure computed from it, so a file given
     twice or an id found in two files raises SchemaError naming the id and both files.
@@ -153,7 +154,7 @@ def read_data_files(paths: Sequence[Path]) -> list[Conversation]:
     for path in paths:
         resolved = path.resolve()
         if resolved in seen_files:
-            raise SchemaError(f"--data {path} is given twice (also as {seen_files[resolved]}); "
+            raise SchemaError(f"{option} {path} is given twice (also as {seen_files[resolved]}); "
                               "pass each file once")
         seen_files[resolved] = path
 

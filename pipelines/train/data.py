@@ -22,6 +22,7 @@ from pipelines.datasets.splits import (
 from pipelines.datasets.uss import read_bundled_uss, read_uss
 from pipelines.train.labels import customer_ratings
 from pipelines.train.run import TrainingData, fingerprint_files
+from pipelines.train.similar import MIN_RESOLVED_SATISFACTION, is_resolved_case
 from serving.errors import DatasetError
 from serving.schema import SENTIMENT_CLASSES, Conversation, Role, Sentiment, read_conversations
 
@@ -56,22 +57,36 @@ def load_training_files(message_files: Sequence[Path], conversation_files: Seque
                         seed: int, dissatisfied_rating: int) -> TrainingData:
     """Read the user's labelled messages and conversations and split each 80/10/10 by id.
 
-    Message files need `labels.sentiment` and `labels.frustration` on customer turns, and
-    conversation files need `labels.satisfaction` ratings on customer turns, in any format
-    `read_any` reads. This is how a bundle is trained on another language. The split is made
-    in memory from `seed`; the files' sha256 in the fingerprint identify the data.
+    Message files need `labels.sentiment` and `labels.frustration` on customer turns.
+    Conversation files need `labels.satisfaction` ratings on customer turns, and some of the
+    training conversations need `labels.overall_satisfaction` of 3 or more for the similar
+    cases. Any format `read_any` reads is accepted. This is how a bundle is trained on another
+    language. The split is made in memory from `seed`, and the files' sha256 in the
+    fingerprint identify the data.
     """
     from pipelines.cli_common import read_data_files
 
-    messages = split_conversations(*_with_splits(read_data_files(message_files), seed))
-    conversations = split_conversations(*_with_splits(read_data_files(conversation_files), seed))
+    message_rows = read_data_files(message_files, option="--messages")
+    conversation_rows = read_data_files(conversation_files, option="--conversations")
+    for rows, option, files in ((message_rows, "--messages", message_files),
+                                (conversation_rows, "--conversations", conversation_files)):
+        if not rows:
+            raise DatasetError(f"the {option} files {[str(path) for path in files]} contain no "
+                               "conversations; pass files with labelled conversations")
+    _check_frustration_labelled(message_rows, message_files)
+
+    messages = split_conversations(*_with_splits(message_rows, seed))
+    conversations = split_conversations(*_with_splits(conversation_rows, seed))
+    _check_resolved_cases(conversations["train"], conversation_files)
     for role, rows in messages.items():
         _check_messages(rows, role, message_files)
     for role, rows in conversations.items():
         _check_ratings(rows, role, conversation_files, dissatisfied_rating)
 
     fingerprint = {
-        "files": fingerprint_files([*message_files, *conversation_files]),
+        # Keyed by the path as given, because two inputs may share a file name.
+        "files": {str(path): fingerprint_files([path])[path.name]
+                  for path in [*message_files, *conversation_files]},
         "split_seed": seed,
         "counts": {
             **{f"messages_{role}": len(rows) for role, rows in messages.items()},
@@ -107,6 +122,33 @@ def _check_messages(rows: list[Conversation], role: str, files: Sequence[Path]) 
         )
 
 
+def _check_frustration_labelled(rows: list[Conversation], files: Sequence[Path]) -> None:
+    # The message heads read a missing frustration label as "not frustrated", so a turn with a
+    # sentiment but no frustration label would be trained as a negative example.
+    unlabelled = [(row.id, index) for row in rows for index, turn in enumerate(row.turns)
+                  if turn.role is Role.CUSTOMER and turn.labels is not None
+                  and turn.labels.sentiment is not None and turn.labels.frustration is None]
+    if unlabelled:
+        conversation_id, index = unlabelled[0]
+        raise DatasetError(
+            f"{len(unlabelled)} customer turns in the --messages files "
+            f"{[str(path) for path in files]} have labels.sentiment but no labels.frustration, "
+            f"the first in conversation {conversation_id!r}, turn {index}; label both or neither"
+        )
+
+
+def _check_resolved_cases(rows: list[Conversation], files: Sequence[Path]) -> None:
+    # The similar-case index of the handoff package is built from resolved training
+    # conversations; checking here fails before minutes of training instead of after.
+    if not any(is_resolved_case(row) for row in rows):
+        raise DatasetError(
+            f"the train split of the --conversations files {[str(path) for path in files]} has "
+            f"no resolved case: labels.overall_satisfaction {MIN_RESOLVED_SATISFACTION} or "
+            "higher, customer text and an assistant message. The handoff package's similar "
+            "cases come from them, so add overall ratings"
+        )
+
+
 def _check_ratings(rows: list[Conversation], role: str, files: Sequence[Path],
                    dissatisfied_rating: int) -> None:
     ratings = [rating for row in rows for rating in customer_ratings(row) if rating is not None]
@@ -129,6 +171,9 @@ def read_any(path: str | Path) -> list[Conversation]:
     path = Path(path)
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".jsonl") or name.endswith(".json"):
+        if path.name.lower().endswith(".gz"):
+            raise ValueError(f"{path}: compressed JSON Lines are not read; decompress the file "
+                             "with gunzip and pass the .jsonl file")
         return read_conversations(path)
     if name.endswith(".txt"):
         corpus = "".join(character for character in name.removesuffix(".txt")

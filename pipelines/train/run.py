@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ MODELS_DIR = PROJECT_ROOT / "models"
 WORK_DIR = PROJECT_ROOT / "var"
 
 Progress = Callable[[str, int, int], None]
+# A bundle name is one folder name: no separators, no "..", nothing hidden like the staging
+# folders.
+BUNDLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,12 @@ def train(
 ) -> TrainResult:
     """Train the three heads, export them, evaluate the bundle and register it in MLflow."""
     policy = policy if policy is not None else load_policy()
-    name = bundle_name or "escalation-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name = bundle_name if bundle_name is not None else \
+        "escalation-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    if not BUNDLE_NAME.fullmatch(name):
+        raise ValueError(f"bundle name {name!r} is invalid; use letters, digits, '.', '_' and "
+                         "'-' only, starting with a letter or digit, so the bundle stays a "
+                         "folder directly under models/")
     staging = models_dir / f".staging-{name}"
     final = models_dir / name
     if final.exists():

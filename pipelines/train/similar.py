@@ -49,7 +49,7 @@ def build_similar_case_index(
         raise ValueError(f"max_cases is {max_cases}; use 1 or more")
 
     selected = [conversation for conversation in conversations
-                if _is_resolved_case(conversation)][:max_cases]
+                if is_resolved_case(conversation)][:max_cases]
     if not selected:
         raise ValueError(f"none of the {len(conversations)} conversations is a resolved case "
                          f"(labels.overall_satisfaction >= {MIN_RESOLVED_SATISFACTION}, customer "
@@ -65,7 +65,9 @@ def build_similar_case_index(
     return paths
 
 
-def _is_resolved_case(conversation: Conversation) -> bool:
+def is_resolved_case(conversation: Conversation) -> bool:
+    """Return whether a conversation can be a similar case: rated 3 or higher overall, with
+    customer text and an assistant message."""
     labels = conversation.labels
     if labels is None or labels.overall_satisfaction is None:
         return False

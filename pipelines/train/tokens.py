@@ -92,7 +92,8 @@ def _fit_projection(matrix: Any, dimension: int, seed: int) -> np.ndarray | None
         raise ValueError(f"projection_dimension {dimension} needs more than {dimension} terms "
                          f"and texts, but the vocabulary has {matrix.shape[1]} terms from "
                          f"{matrix.shape[0]} texts; raise max_features, lower min_df or widen "
-                         "the n-gram range")
+                         "the n-gram range, and for a language written without spaces between "
+                         "words use analyzer char_wb")
     svd = TruncatedSVD(n_components=dimension, random_state=seed)
     svd.fit(matrix)
     return np.asarray(svd.components_.T, dtype=np.float64)

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from pipelines.train.config import DEFAULT_CONFIG, load_train_config
 from pipelines.train.data import load_training_data, load_training_files
-from pipelines.train.run import train
-from serving.errors import DatasetError
-from serving.schema import Conversation, write_conversations
+from pipelines.train.run import TrainingData, train
+from serving.errors import DatasetError, SchemaError
+from serving.schema import Conversation, read_conversations, write_conversations
 from serving.scorer import Scorer
 
 runner = CliRunner()
@@ -83,3 +83,74 @@ def test_cli_needs_both_file_options(word_id_files: tuple[Path, Path]) -> None:
 
     assert result.exit_code == 2
     assert "--messages and --conversations together" in result.output
+
+
+def _write(path: Path, rows: list[Conversation]) -> Path:
+    write_conversations(rows, path)
+    return path
+
+
+def test_missing_frustration_label_is_named(word_id_files: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    messages, conversations = word_id_files
+    rows = read_conversations(messages)
+    turn = rows[5].turns[0]
+    labels = turn.labels.model_copy(update={"frustration": None})  # type: ignore[union-attr]
+    rows[5] = rows[5].model_copy(update={"turns": [turn.model_copy(update={"labels": labels})]})
+    path = _write(tmp_path / "m.jsonl", rows)
+
+    with pytest.raises(DatasetError, match="1 customer turns .* no labels.frustration"):
+        load_training_files([path], [conversations], seed=13, dissatisfied_rating=2)
+
+
+def test_conversations_need_a_resolved_case(word_id_files: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    messages, conversations = word_id_files
+    rows = [row.model_copy(update={"labels": None}) for row in read_conversations(conversations)]
+    path = _write(tmp_path / "c.jsonl", rows)
+
+    with pytest.raises(DatasetError, match="no resolved case: labels.overall_satisfaction 3"):
+        load_training_files([messages], [path], seed=13, dissatisfied_rating=2)
+
+
+def test_empty_file_is_named(word_id_files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, conversations = word_id_files
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+
+    with pytest.raises(DatasetError, match="--messages files .*empty.jsonl.* contain no"):
+        load_training_files([empty], [conversations], seed=13, dissatisfied_rating=2)
+
+
+def test_same_file_name_keeps_both_hashes(word_id_files: tuple[Path, Path],
+                                          tmp_path: Path) -> None:
+    messages, conversations = word_id_files
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = tmp_path / "a" / "data.jsonl"
+    second = tmp_path / "b" / "data.jsonl"
+    first.write_bytes(messages.read_bytes())
+    second.write_bytes(conversations.read_bytes())
+
+    data = load_training_files([first], [second], seed=13, dissatisfied_rating=2)
+
+    assert set(data.fingerprint["files"]) == {str(first), str(second)}
+
+
+def test_repeated_file_names_its_option(word_id_files: tuple[Path, Path]) -> None:
+    messages, conversations = word_id_files
+
+    with pytest.raises(SchemaError, match="--messages .* is given twice"):
+        load_training_files([messages, messages], [conversations], seed=13,
+                            dissatisfied_rating=2)
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden", "x/../../victim"])
+def test_bundle_name_must_be_one_folder(name: str, tmp_path: Path) -> None:
+    empty = TrainingData(messages={}, conversations={}, fingerprint={})
+
+    with pytest.raises(ValueError, match="bundle name .* is invalid"):
+        train(load_train_config(), empty, models_dir=tmp_path / "models",
+              work_dir=tmp_path / "work", bundle_name=name)
+
+    assert not (tmp_path / "models").exists()
