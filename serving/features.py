@@ -599,6 +599,8 @@ class TurnSequenceFeatures:
     def _history(self, base: int) -> tuple[np.ndarray, np.ndarray]:
         # Sum the text vectors of all earlier turns of each side into that side's history
         # block, then scale both blocks together to length HISTORY_TEXT_WEIGHT.
+        # NOTE: the sum is rebuilt from every earlier turn, so a turn costs time in proportion
+        # to the conversation's length. Running sums in the state would make it constant.
         state = self.state
         indices: list[np.ndarray] = []
         values: list[np.ndarray] = []

@@ -14,13 +14,11 @@ from pipelines.export.heads import PARITY_TOLERANCE
 from pipelines.train.config import load_train_config
 from pipelines.train.data import load_training_data
 from pipelines.train.embeddings import EmbeddingCache
-from pipelines.train.tables import escalation_table
 from serving.bundle import MANIFEST_FILE, load_manifest
 from serving.features import FEATURE_NAMES
-from serving.heads import Head
-from serving.rules import load_policy
 from serving.scorer import Scorer
 from tests.conftest import SMALL_CAPS, TrainedBundle
+from tests.pipelines.feature_parity import training_and_served_features
 
 
 def test_bundle_contains_manifest_files(trained_bundle: TrainedBundle) -> None:
@@ -112,24 +110,14 @@ def test_training_logs_the_model_report(trained_bundle: TrainedBundle, tmp_path:
 
 def test_train_and_serve_features_identical(trained_bundle: TrainedBundle) -> None:
     """The training table and the scorer compute the same vectors for the same conversation."""
-    config = load_train_config()
-    conversations = load_training_data(seed=config.seed).conversations["test"][:8]
     encoder = prepare_encoder(trained_bundle.work_dir / "encoder", "int8", 256)
     cache = EmbeddingCache(trained_bundle.work_dir / "embeddings", encoder.sha256,
                            encoder.batch_size, encoder.dimension)
-    table = escalation_table(
-        conversations,
-        lambda texts: cache.embed(texts, encoder.encode),
-        Head(trained_bundle.path / "sentiment.onnx"),
-        Head(trained_bundle.path / "frustration.onnx"),
-        load_policy(),
-        horizon=config.escalation.horizon,
-        dissatisfied_rating=config.escalation.dissatisfied_rating,
-    )
-    scorer = Scorer(trained_bundle.path)
-    served = np.vstack([scorer.features(conversation)[2] for conversation in conversations])
 
-    np.testing.assert_array_equal(table.features, served)
+    trained, served = training_and_served_features(
+        trained_bundle.path, lambda texts: cache.embed(texts, encoder.encode))
+
+    np.testing.assert_array_equal(trained, served)
 
 
 def test_scores_are_written_as_json(trained_bundle: TrainedBundle) -> None:

@@ -13,18 +13,16 @@ from fastapi.testclient import TestClient
 from pipelines.train.config import TrainConfig, load_train_config
 from pipelines.train.data import load_training_data
 from pipelines.train.run import TrainingData, train
-from pipelines.train.tables import escalation_table
 from serving.api import create_app
 from serving.auth import generate_api_key
 from serving.bundle import EncoderSpec, load_manifest
 from serving.errors import BundleIntegrityError, FeatureSchemaError
-from serving.heads import Head
-from serving.rules import load_policy
 from serving.scorer import Scorer
 from serving.service import EscalationService
 from serving.settings import load_settings
 from serving.token_encoder import TokenEncoder, load_token_encoder
 from tests.conftest import TrainedBundle
+from tests.pipelines.feature_parity import training_and_served_features
 
 
 def test_manifest_describes_the_token_encoder(trained_tokens_bundle: TrainedBundle) -> None:
@@ -59,21 +57,11 @@ def test_scorer_embeds_with_the_saved_token_encoder(trained_tokens_bundle: Train
 
 
 def test_train_and_serve_features_identical(trained_tokens_bundle: TrainedBundle) -> None:
-    config = load_train_config()
-    conversations = load_training_data(seed=config.seed).conversations["test"][:8]
     encoder = load_token_encoder(trained_tokens_bundle.path)
-    table = escalation_table(
-        conversations, encoder.encode,
-        Head(trained_tokens_bundle.path / "sentiment.onnx"),
-        Head(trained_tokens_bundle.path / "frustration.onnx"),
-        load_policy(),
-        horizon=config.escalation.horizon,
-        dissatisfied_rating=config.escalation.dissatisfied_rating,
-    )
-    scorer = Scorer(trained_tokens_bundle.path)
-    served = np.vstack([scorer.features(conversation)[2] for conversation in conversations])
 
-    np.testing.assert_array_equal(table.features, served)
+    trained, served = training_and_served_features(trained_tokens_bundle.path, encoder.encode)
+
+    np.testing.assert_array_equal(trained, served)
 
 
 def test_service_scores_turns_with_a_token_bundle(trained_tokens_bundle: TrainedBundle,

@@ -260,13 +260,14 @@ def test_turn_rows_carry_text_history() -> None:
     history_assistant = history_customer + TEXT_WIDTH
 
     assert not rows[0][history_customer:].any()
-    # Turn 2 sees one customer and one assistant turn, so each side holds its one vector.
+    # Before turn 2 come one customer and one assistant turn, so each side's history is
+    # that turn's vector.
     expected = np.concatenate([vectors[0][1], vectors[1][1]])
     expected = 0.5 * expected / np.linalg.norm(expected)
     assert np.allclose(rows[2][history_customer:history_customer + 2], expected[:2])
     assert np.allclose(rows[2][history_assistant + 2:history_assistant + 5], expected[2:])
-    # Turn 4 sees the same customer text twice and the same bot answer twice; summing keeps
-    # the direction, so the normalised history equals the one of turn 2.
+    # Before turn 4 come the same customer text twice and the same bot answer twice. Summing
+    # keeps the direction, so the normalised history equals the one of turn 2.
     assert np.allclose(rows[4][history_customer:], rows[2][history_customer:], atol=1e-6)
     assert np.linalg.norm(rows[3][history_customer:]) == pytest.approx(0.5, abs=1e-6)
 

@@ -275,8 +275,8 @@ def test_classifier_rejects_missing_topic(encoder: Encoder) -> None:
 
 
 def test_descriptions_outside_the_vocabulary_leave_rules_only() -> None:
-    # A token encoder that knows only the word "refund" embeds every other reason's English
-    # descriptions as zero rows.
+    # A token encoder whose vocabulary is the single word "refund" embeds every other reason's
+    # English descriptions as zero rows.
     encoder = TokenEncoder(["refund"], np.ones(1), projection=np.ones((1, 1)))
     classifier = ReasonClassifier.from_config(load_reason_config(), encoder.encode)
     customer = encoder.encode(["refund refund"])

@@ -73,7 +73,7 @@ def test_checked_in_tokens_config_trains_the_token_encoder() -> None:
     assert config.encoder.tokens.projection_dimension == 384
 
 
-def test_tokens_kind_without_the_feature_width_names_the_key(tmp_path: Path) -> None:
+def test_tokens_projection_width_is_checked(tmp_path: Path) -> None:
     path = _config_with_encoder(tmp_path, {"kind": "tokens",
                                            "tokens": {"projection_dimension": 100}})
 
