@@ -92,7 +92,8 @@ def _train(config_path: Path | None, policy_path: Path | None, name: str | None,
 def evaluate(
     data: Annotated[list[Path] | None, typer.Option(
         "--data", "-d", help="Labelled data to evaluate on: JSON Lines, USS .txt[.gz] or "
-        "GoEmotions .tsv[.gz]; repeat for several files. Default: the bundled test splits.",
+        "GoEmotions .tsv[.gz]; repeat for several files. Default: the test split of the "
+        "bundle's training data (the bundled corpora, or the files given to escalation train).",
         exists=True, dir_okay=False)] = None,
     bundle: BundleOption = None,
     policy: PolicyOption = None,
@@ -107,7 +108,6 @@ def evaluate(
     from pipelines.evaluate.evaluation import evaluate_escalation, evaluate_messages
     from pipelines.evaluate.vader import VaderBaseline
     from pipelines.train.config import load_train_config
-    from pipelines.train.data import load_training_data
     from serving.rules import load_policy
     from serving.scorer import Scorer
 
@@ -116,9 +116,8 @@ def evaluate(
     if data:
         conversations = read_data_files(data)
     else:
-        training_data = load_training_data(seed=load_train_config(config).seed,
-                                           splits_name=settings.splits)
-        conversations = training_data.messages["test"] + training_data.conversations["test"]
+        conversations = _default_test_data(scorer, config, settings.dissatisfied_rating,
+                                           settings.splits)
 
     metrics = evaluate_messages(conversations, scorer, VaderBaseline())
     escalation = evaluate_escalation(conversations, scorer, horizon=settings.horizon,
@@ -133,6 +132,21 @@ def evaluate(
         typer.echo(json.dumps(finite_json(metrics), allow_nan=False))
     else:
         _print_evaluation(metrics)
+
+
+def _default_test_data(scorer: Any, config: Path | None, dissatisfied_rating: int,
+                       splits_name: str) -> list[Any]:
+    from pipelines.train.config import load_train_config
+    from pipelines.train.data import load_training_data, recorded_test_split
+
+    manifest = scorer.manifest
+    recorded = recorded_test_split(manifest.name, manifest.training_data,
+                                   dissatisfied_rating=dissatisfied_rating)
+    if recorded is not None:
+        return recorded
+    training_data = load_training_data(seed=load_train_config(config).seed,
+                                       splits_name=splits_name)
+    return training_data.messages["test"] + training_data.conversations["test"]
 
 
 @app.command()

@@ -358,8 +358,9 @@ _SNIFF_LINES = 5
 def foreign_format_hint(path: Path) -> str | None:
     """Return a sentence saying which other format `path` looks like, or None.
 
-    Only the first lines are read. Recognised: gzip-compressed data and the tab-separated
-    dialogue lines of the USS corpora (`USER` or `SYSTEM`, a tab, the text).
+    Only the first lines are read. Recognised: gzip-compressed data, a JSON array or
+    pretty-printed JSON, and the tab-separated dialogue lines of the USS corpora (`USER` or
+    `SYSTEM`, a tab, the text).
     """
     with path.open("rb") as handle:
         head = handle.read(64 * 1024)
@@ -370,6 +371,14 @@ def foreign_format_hint(path: Path) -> str | None:
 
     lines = [line for line in head.decode("utf-8", errors="replace").splitlines()
              if line.strip()][:_SNIFF_LINES]
+    if lines and lines[0].lstrip().startswith("["):
+        return (f"{path} is not JSON Lines: it starts with '[', so it looks like one JSON "
+                "array. Write one conversation object per line instead, for example with "
+                f"jq -c '.[]' {path} > conversations.jsonl")
+    if lines and lines[0].strip() == "{":
+        return (f"{path} is not JSON Lines: its first line is a lone '{{', so it looks like "
+                "pretty-printed JSON. Write each conversation on one line, for example with "
+                f"jq -c . {path} > conversations.jsonl")
     if lines and all(line.split("\t", 1)[0] in USS_ROLES and "\t" in line for line in lines):
         return (f"{path} is not JSON Lines: its lines are tab-separated USS dialogue text "
                 "(USER or SYSTEM, a tab, the text). Name it .txt (or .txt.gz when compressed) "

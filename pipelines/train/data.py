@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pipelines.datasets.goemotions import read_goemotions
 from pipelines.datasets.paths import (
@@ -87,6 +88,11 @@ def load_training_files(message_files: Sequence[Path], conversation_files: Seque
         # Keyed by the path as given, because two inputs may share a file name.
         "files": {str(path): fingerprint_files([path])[path.name]
                   for path in [*message_files, *conversation_files]},
+        # Absolute paths by role, so `escalation evaluate` can rebuild the same test split.
+        "inputs": {
+            "messages": [str(path.resolve()) for path in message_files],
+            "conversations": [str(path.resolve()) for path in conversation_files],
+        },
         "split_seed": seed,
         "counts": {
             **{f"messages_{role}": len(rows) for role, rows in messages.items()},
@@ -97,6 +103,55 @@ def load_training_files(message_files: Sequence[Path], conversation_files: Seque
                 sum(map(len, messages.values())), sum(map(len, conversations.values())),
                 len(message_files) + len(conversation_files))
     return TrainingData(messages=messages, conversations=conversations, fingerprint=fingerprint)
+
+
+def recorded_test_split(bundle_name: str, training_data: dict[str, Any], *,
+                        dissatisfied_rating: int) -> list[Conversation] | None:
+    """Return the test split of the user's files a bundle was trained on, or None.
+
+    None means the bundle was trained on the bundled corpora, whose test splits the caller
+    reads itself. A bundle trained on the user's files needs the test split of those files,
+    because the bundled corpora are English. The split is rebuilt from the recorded paths and
+    split seed, and only while every file's sha256 still matches the manifest.
+    """
+    if "split_seed" not in training_data:
+        return None
+    inputs = training_data.get("inputs")
+    if not isinstance(inputs, dict):
+        raise DatasetError(
+            f"bundle {bundle_name} was trained on your own files, and its manifest does not "
+            "record which were message and which conversation files; pass the test data "
+            "with --data"
+        )
+
+    recorded = training_data.get("files", {})
+    hashes = {str(Path(path).resolve()): digest for path, digest in recorded.items()}
+    paths = {role: [Path(path) for path in inputs.get(role, [])]
+             for role in ("messages", "conversations")}
+    for path in paths["messages"] + paths["conversations"]:
+        _check_recorded_file(bundle_name, path, hashes.get(str(path)))
+
+    data = load_training_files(paths["messages"], paths["conversations"],
+                               seed=int(training_data["split_seed"]),
+                               dissatisfied_rating=dissatisfied_rating)
+    logger.info("evaluating bundle %s on the test split of its %d training files", bundle_name,
+                len(paths["messages"]) + len(paths["conversations"]))
+    return data.messages["test"] + data.conversations["test"]
+
+
+def _check_recorded_file(bundle_name: str, path: Path, expected: str | None) -> None:
+    if not path.is_file():
+        raise DatasetError(
+            f"bundle {bundle_name} was trained on {path}, which no longer exists; pass the "
+            "test data with --data"
+        )
+    actual = fingerprint_files([path])[path.name]
+    if expected is not None and actual != expected:
+        raise DatasetError(
+            f"{path} changed since bundle {bundle_name} was trained on it (sha256 {actual[:12]} "
+            f"against {expected[:12]} in the manifest), so its test split cannot be rebuilt; "
+            "pass the test data with --data"
+        )
 
 
 def _with_splits(rows: list[Conversation],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -10,7 +11,11 @@ from typer.testing import CliRunner
 
 from pipelines.cli import app
 from pipelines.train.config import DEFAULT_CONFIG, load_train_config
-from pipelines.train.data import load_training_data, load_training_files
+from pipelines.train.data import (
+    load_training_data,
+    load_training_files,
+    recorded_test_split,
+)
 from pipelines.train.run import TrainingData, train
 from serving.errors import DatasetError, SchemaError
 from serving.schema import Conversation, read_conversations, write_conversations
@@ -65,6 +70,48 @@ def test_token_bundle_trains_and_scores_word_ids(word_id_files: tuple[Path, Path
     assert len(data.conversations["test"]) == 36
     assert result.metrics["frustration"]["model"]["roc_auc"] > 0.55
     assert 0.0 <= scored.decision.probability <= 1.0
+    _check_default_evaluation(result.bundle_dir, conversations, tmp_path)
+
+
+def _check_default_evaluation(bundle_dir: Path, conversations: Path, tmp_path: Path) -> None:
+    # Without --data, evaluate rebuilds the test split of the bundle's own training files,
+    # not the bundled English corpora.
+    evaluated = runner.invoke(app, ["evaluate", "--bundle", str(bundle_dir), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads(evaluated.output.strip().splitlines()[-1])
+    assert metrics["escalation"]["n_conversations"] == 36
+
+    # A changed training file cannot give the same split back, so the user is told to pass it.
+    original = conversations.read_bytes()
+    try:
+        conversations.write_bytes(original + b"\n")
+        changed = runner.invoke(app, ["evaluate", "--bundle", str(bundle_dir)])
+    finally:
+        conversations.write_bytes(original)
+    assert changed.exit_code != 0
+    assert "changed since bundle" in str(changed.exception)
+    assert "--data" in str(changed.exception)
+
+
+def test_bundle_without_recorded_inputs_asks_for_data() -> None:
+    with pytest.raises(DatasetError, match="does not record which .* pass the test data with "
+                                           "--data"):
+        recorded_test_split("old-bundle", {"files": {}, "split_seed": 13},
+                            dissatisfied_rating=2)
+
+
+def test_missing_training_file_asks_for_data(tmp_path: Path) -> None:
+    gone = tmp_path / "gone.jsonl"
+    training_data = {"files": {str(gone): "0" * 64}, "split_seed": 13,
+                     "inputs": {"messages": [str(gone)], "conversations": []}}
+
+    with pytest.raises(DatasetError, match="gone.jsonl, which no longer exists"):
+        recorded_test_split("user-bundle", training_data, dissatisfied_rating=2)
+
+
+def test_bundled_corpora_bundle_has_no_recorded_split() -> None:
+    assert recorded_test_split("escalation", {"files": {}, "counts": {}},
+                               dissatisfied_rating=2) is None
 
 
 def test_unlabelled_messages_name_the_split(word_id_files: tuple[Path, Path],

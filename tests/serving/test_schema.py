@@ -496,6 +496,23 @@ def test_uss_text_gets_format_hint(tmp_path: Path) -> None:
     assert len(caught.value.problems) == 3
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[\n  {\"id\": \"a\", \"turns\": []},\n  {\"id\": \"b\", \"turns\": []}\n]\n",
+     "jq -c '.[]'"),
+    ("{\n  \"id\": \"a\",\n  \"turns\": []\n}\n", "pretty-printed JSON"),
+])
+def test_json_document_gets_format_hint(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "conversations.json"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(ConversationFileError) as caught:
+        read_conversations(path)
+
+    first_line = str(caught.value).split("\n", 1)[0]
+    assert first_line.startswith(f"{path} is not JSON Lines")
+    assert expected in first_line
+
+
 def test_one_bad_line_gets_no_hint(tmp_path: Path) -> None:
     path = tmp_path / "mixed.jsonl"
     good = json.dumps(_conversation(_customer()))
