@@ -599,8 +599,9 @@ class TurnSequenceFeatures:
     def _history(self, base: int) -> tuple[np.ndarray, np.ndarray]:
         # Sum the text vectors of all earlier turns of each side into that side's history
         # block, then scale both blocks together to length HISTORY_TEXT_WEIGHT.
-        # NOTE: the sum is rebuilt from every earlier turn, so a turn costs time in proportion
-        # to the conversation's length. Running sums in the state would make it constant.
+        # NOTE: the sum is rebuilt from every earlier turn. Running sums in the state would
+        # save that work, but a turn would still cost time in proportion to the conversation's
+        # length, because the repetition features compare it with every earlier turn.
         state = self.state
         indices: list[np.ndarray] = []
         values: list[np.ndarray] = []
