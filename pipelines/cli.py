@@ -186,6 +186,7 @@ def score(
 
 def _score_file(input_path: Path, output: Path, bundle: Path | None,
                 policy: Path | None) -> int:
+    from pipelines.atomic import atomic_output
     from pipelines.progress import ProgressReporter
     from serving.rules import load_policy
     from serving.schema import read_conversations
@@ -193,13 +194,11 @@ def _score_file(input_path: Path, output: Path, bundle: Path | None,
 
     conversations = read_conversations(input_path)
     scorer = Scorer(_resolve_bundle(bundle), policy=load_policy(policy))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(output.name + ".partial")
-    with temporary.open("w", encoding="utf-8") as handle, ProgressReporter() as reporter:
+    with atomic_output(output) as temporary, temporary.open("w", encoding="utf-8") as handle, \
+            ProgressReporter() as reporter:
         for position, result in enumerate(scorer.score_many(conversations), start=1):
             handle.write(json.dumps(result.to_dict(), default=_json_default) + "\n")
             reporter.update("score", position, len(conversations))
-    temporary.replace(output)
     return len(conversations)
 
 

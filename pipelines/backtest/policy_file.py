@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.atomic import atomic_output
 from serving.rules import DEFAULT_POLICY_PATH, policy_from_dict
 from serving.yaml_loader import UniqueKeyLoader
 
@@ -51,10 +52,8 @@ def read_policy_source(path: Path | None) -> tuple[str, str]:
 
 def write_text_atomically(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    with atomic_output(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
 
 
 def format_threshold(value: float) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from pipelines.atomic import atomic_output
 from pipelines.evaluate.vader import VaderBaseline
 from pipelines.report.content import build_content
 from pipelines.report.data import Progress, collect_rows, has_labels
@@ -130,11 +131,9 @@ def default_conversations(config: TrainConfig) -> list[Conversation]:
 def _write_atomically(out_path: Path, page: str) -> None:
     # A half-written report must never replace a good one, so the page goes to a side file
     # first and is renamed over the target.
-    partial = out_path.with_name(out_path.name + ".partial")
     try:
-        partial.write_text(page, encoding="utf-8")
-        partial.replace(out_path)
+        with atomic_output(out_path) as partial:
+            partial.write_text(page, encoding="utf-8")
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise ReportError(f"cannot write the report to {out_path}: {error}; pass an output "
                           "path in a writable folder") from None

@@ -77,6 +77,27 @@ def test_score_writes_one_line_per_conversation(trained_bundle: TrainedBundle,
     assert json.loads(lines[0])["conversation_id"] == "uss-mwoz-0001"
 
 
+def test_score_leaves_side_files_alone(trained_bundle: TrainedBundle, tmp_path: Path) -> None:
+    # The temporary output once had the fixed name "<output>.partial", so an input or an
+    # unrelated file of that name was overwritten and then removed.
+    source = tmp_path / "out.jsonl.partial"
+    write_conversations(read_bundled_uss()[:2], source)
+    unrelated = tmp_path / "other.jsonl.partial"
+    unrelated.write_text("keep me\n", encoding="utf-8")
+
+    first = runner.invoke(app, ["score", str(source), "-o", str(tmp_path / "out.jsonl"),
+                                "--bundle", str(trained_bundle.path)])
+    second = runner.invoke(app, ["score", str(source), "-o", str(tmp_path / "other.jsonl"),
+                                 "--bundle", str(trained_bundle.path)])
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert len(source.read_text(encoding="utf-8").splitlines()) == 2
+    assert unrelated.read_text(encoding="utf-8") == "keep me\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "other.jsonl", "other.jsonl.partial", "out.jsonl", "out.jsonl.partial"]
+
+
 def test_score_keeps_an_existing_output_without_force(trained_bundle: TrainedBundle,
                                                        tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
