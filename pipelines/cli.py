@@ -137,13 +137,18 @@ def evaluate(
 def _default_test_data(scorer: Any, config: Path | None, dissatisfied_rating: int,
                        splits_name: str) -> list[Any]:
     from pipelines.train.config import load_train_config
-    from pipelines.train.data import load_training_data, recorded_test_split
+    from pipelines.train.data import (
+        check_bundled_split,
+        load_training_data,
+        recorded_test_split,
+    )
 
     manifest = scorer.manifest
     recorded = recorded_test_split(manifest.name, manifest.training_data,
                                    dissatisfied_rating=dissatisfied_rating)
     if recorded is not None:
         return recorded
+    check_bundled_split(manifest.name, manifest.training_data, splits_name)
     training_data = load_training_data(seed=load_train_config(config).seed,
                                        splits_name=splits_name)
     return training_data.messages["test"] + training_data.conversations["test"]

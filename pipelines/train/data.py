@@ -16,6 +16,7 @@ from pipelines.datasets.paths import (
 )
 from pipelines.datasets.splits import (
     ensure_splits,
+    ids_fingerprint,
     make_splits,
     split_conversations,
     split_file_path,
@@ -88,10 +89,13 @@ def load_training_files(message_files: Sequence[Path], conversation_files: Seque
         # Keyed by the path as given, because two inputs may share a file name.
         "files": {str(path): fingerprint_files([path])[path.name]
                   for path in [*message_files, *conversation_files]},
-        # Absolute paths by role, so `escalation evaluate` can rebuild the same test split.
+        # Absolute paths (symlinks resolved) and hashes by role, and the test ids, so that
+        # `escalation evaluate` can rebuild the same test split from any folder.
         "inputs": {
-            "messages": [str(path.resolve()) for path in message_files],
-            "conversations": [str(path.resolve()) for path in conversation_files],
+            "messages": _input_entries(message_files),
+            "conversations": _input_entries(conversation_files),
+            "test_ids_sha256": ids_fingerprint(
+                [row.id for row in messages["test"] + conversations["test"]]),
         },
         "split_seed": seed,
         "counts": {
@@ -112,10 +116,68 @@ def recorded_test_split(bundle_name: str, training_data: dict[str, Any], *,
     None means the bundle was trained on the bundled corpora, whose test splits the caller
     reads itself. A bundle trained on the user's files needs the test split of those files,
     because the bundled corpora are English. The split is rebuilt from the recorded paths and
-    split seed, and only while every file's sha256 still matches the manifest.
+    split seed, only while every file's sha256 still matches the manifest, and its ids must
+    match the recorded test ids.
     """
+    if not training_data.get("files"):
+        raise DatasetError(f"the manifest of bundle {bundle_name} records no training data, "
+                           "so its test split is unknown; pass the test data with --data")
     if "split_seed" not in training_data:
         return None
+
+    inputs = _recorded_inputs(bundle_name, training_data)
+    seed = training_data["split_seed"]
+    if type(seed) is not int:
+        raise _manifest_error(bundle_name, "split_seed", seed, "an integer")
+    for path, digest in inputs["messages"] + inputs["conversations"]:
+        _check_recorded_file(bundle_name, path, digest)
+
+    data = load_training_files([path for path, _ in inputs["messages"]],
+                               [path for path, _ in inputs["conversations"]],
+                               seed=seed, dissatisfied_rating=dissatisfied_rating)
+    test = data.messages["test"] + data.conversations["test"]
+    if ids_fingerprint([row.id for row in test]) != training_data["inputs"]["test_ids_sha256"]:
+        raise DatasetError(
+            f"the test split rebuilt for bundle {bundle_name} differs from the one it was "
+            "trained beside, so the manifest's split_seed or test ids were edited; restore "
+            "them or pass the test data with --data"
+        )
+    logger.info("evaluating bundle %s on the test split of its %d training files", bundle_name,
+                len(inputs["messages"]) + len(inputs["conversations"]))
+    return test
+
+
+def check_bundled_split(bundle_name: str, training_data: dict[str, Any],
+                        splits_name: str) -> None:
+    """Check that the stored split file `splits_name` is the one the bundle was trained with.
+
+    Without this, a configuration naming another split would create a new split file, whose
+    test conversations may be the bundle's training conversations.
+    """
+    path = split_file_path(splits_name)
+    recorded = training_data.get("files", {})
+    trained_with = sorted(name for name in recorded if name.endswith(".json"))
+    if path.name not in recorded:
+        raise DatasetError(
+            f"bundle {bundle_name} was trained with the split file(s) {trained_with}, not "
+            f"{path.name}; evaluate with the configuration it was trained with, or pass the "
+            "test data with --data"
+        )
+    if not path.is_file():
+        raise DatasetError(f"split file {path} not found, so the test split of bundle "
+                           f"{bundle_name} is unknown; restore it or pass the test data with "
+                           "--data")
+    actual = fingerprint_files([path])[path.name]
+    if actual != recorded[path.name]:
+        raise DatasetError(
+            f"{path} changed since bundle {bundle_name} was trained (sha256 {actual[:12]} "
+            f"against {recorded[path.name][:12]}), so its test split may hold training "
+            "conversations; restore the file or pass the test data with --data"
+        )
+
+
+def _recorded_inputs(bundle_name: str,
+                     training_data: dict[str, Any]) -> dict[str, list[tuple[Path, str]]]:
     inputs = training_data.get("inputs")
     if not isinstance(inputs, dict):
         raise DatasetError(
@@ -123,35 +185,59 @@ def recorded_test_split(bundle_name: str, training_data: dict[str, Any], *,
             "record which were message and which conversation files; pass the test data "
             "with --data"
         )
+    if not isinstance(inputs.get("test_ids_sha256"), str):
+        raise _manifest_error(bundle_name, "inputs.test_ids_sha256",
+                              inputs.get("test_ids_sha256"), "a sha256 hex string")
 
-    recorded = training_data.get("files", {})
-    hashes = {str(Path(path).resolve()): digest for path, digest in recorded.items()}
-    paths = {role: [Path(path) for path in inputs.get(role, [])]
-             for role in ("messages", "conversations")}
-    for path in paths["messages"] + paths["conversations"]:
-        _check_recorded_file(bundle_name, path, hashes.get(str(path)))
+    recorded: dict[str, list[tuple[Path, str]]] = {}
+    for role in ("messages", "conversations"):
+        entries = inputs.get(role)
+        if not isinstance(entries, list) or not entries:
+            raise _manifest_error(bundle_name, f"inputs.{role}", entries,
+                                  "a non-empty list of {path, sha256} objects")
+        recorded[role] = []
+        for entry in entries:
+            if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                    and isinstance(entry.get("sha256"), str)):
+                raise _manifest_error(bundle_name, f"inputs.{role}", entry,
+                                      "{path, sha256} objects with string values")
+            recorded[role].append((Path(entry["path"]), entry["sha256"]))
+    return recorded
 
-    data = load_training_files(paths["messages"], paths["conversations"],
-                               seed=int(training_data["split_seed"]),
-                               dissatisfied_rating=dissatisfied_rating)
-    logger.info("evaluating bundle %s on the test split of its %d training files", bundle_name,
-                len(paths["messages"]) + len(paths["conversations"]))
-    return data.messages["test"] + data.conversations["test"]
+
+def _manifest_error(bundle_name: str, field: str, value: Any, expected: str) -> DatasetError:
+    return DatasetError(f"the manifest of bundle {bundle_name} has an invalid "
+                        f"training_data.{field} {value!r}; expected {expected}. Restore the "
+                        "manifest from training, or pass the test data with --data")
 
 
-def _check_recorded_file(bundle_name: str, path: Path, expected: str | None) -> None:
-    if not path.is_file():
+def _check_recorded_file(bundle_name: str, path: Path, expected: str) -> None:
+    if not path.exists():
         raise DatasetError(
             f"bundle {bundle_name} was trained on {path}, which no longer exists; pass the "
             "test data with --data"
         )
+    if not path.is_file():
+        raise DatasetError(
+            f"bundle {bundle_name} was trained on the file {path}, which is now not a regular "
+            "file; pass the test data with --data"
+        )
     actual = fingerprint_files([path])[path.name]
-    if expected is not None and actual != expected:
+    if actual != expected:
         raise DatasetError(
             f"{path} changed since bundle {bundle_name} was trained on it (sha256 {actual[:12]} "
             f"against {expected[:12]} in the manifest), so its test split cannot be rebuilt; "
             "pass the test data with --data"
         )
+
+
+def _input_entries(paths: Sequence[Path]) -> list[dict[str, str]]:
+    entries = []
+    for path in paths:
+        resolved = path.resolve()
+        entries.append({"path": str(resolved),
+                        "sha256": fingerprint_files([resolved])[resolved.name]})
+    return entries
 
 
 def _with_splits(rows: list[Conversation],

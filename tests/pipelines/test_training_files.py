@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
+from pipelines.datasets.splits import split_file_path
 from pipelines.train.config import DEFAULT_CONFIG, load_train_config
 from pipelines.train.data import (
+    check_bundled_split,
     load_training_data,
     load_training_files,
     recorded_test_split,
@@ -93,25 +96,112 @@ def _check_default_evaluation(bundle_dir: Path, conversations: Path, tmp_path: P
     assert "--data" in str(changed.exception)
 
 
+def test_relative_and_linked_inputs_are_checked(word_id_files: tuple[Path, Path],
+                                               tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    messages, conversations = word_id_files
+    (tmp_path / "train").mkdir()
+    copy = tmp_path / "train" / "conversations.jsonl"
+    copy.write_bytes(conversations.read_bytes())
+    link = tmp_path / "train" / "current.jsonl"
+    link.symlink_to(copy)
+    monkeypatch.chdir(tmp_path / "train")
+    data = load_training_files([messages], [Path("current.jsonl")], seed=13,
+                               dissatisfied_rating=2)
+    expected = [row.id for row in data.messages["test"] + data.conversations["test"]]
+
+    # From another folder, the recorded absolute path of the link's target is read.
+    monkeypatch.chdir(tmp_path)
+    rebuilt = recorded_test_split("user-bundle", data.fingerprint, dissatisfied_rating=2)
+    assert rebuilt is not None
+    assert [row.id for row in rebuilt] == expected
+
+    # Editing the file trained on is caught, even with the link moved to an unchanged copy.
+    unchanged = tmp_path / "unchanged.jsonl"
+    unchanged.write_bytes(copy.read_bytes())
+    copy.write_bytes(copy.read_bytes() + b"\n")
+    link.unlink()
+    link.symlink_to(unchanged)
+    with pytest.raises(DatasetError, match="conversations.jsonl changed since bundle"):
+        recorded_test_split("user-bundle", data.fingerprint, dissatisfied_rating=2)
+
+
+def test_edited_split_seed_is_caught(word_id_files: tuple[Path, Path]) -> None:
+    messages, conversations = word_id_files
+    data = load_training_files([messages], [conversations], seed=13, dissatisfied_rating=2)
+
+    with pytest.raises(DatasetError, match="split_seed or test ids were edited"):
+        recorded_test_split("user-bundle", {**data.fingerprint, "split_seed": 14},
+                            dissatisfied_rating=2)
+
+
 def test_bundle_without_recorded_inputs_asks_for_data() -> None:
     with pytest.raises(DatasetError, match="does not record which .* pass the test data with "
                                            "--data"):
-        recorded_test_split("old-bundle", {"files": {}, "split_seed": 13},
+        recorded_test_split("old-bundle", {"files": {"m.jsonl": "0" * 64}, "split_seed": 13},
                             dissatisfied_rating=2)
 
 
 def test_missing_training_file_asks_for_data(tmp_path: Path) -> None:
     gone = tmp_path / "gone.jsonl"
+    entry = {"path": str(gone), "sha256": "0" * 64}
     training_data = {"files": {str(gone): "0" * 64}, "split_seed": 13,
-                     "inputs": {"messages": [str(gone)], "conversations": []}}
+                     "inputs": {"messages": [entry], "conversations": [entry],
+                                "test_ids_sha256": "0" * 64}}
 
     with pytest.raises(DatasetError, match="gone.jsonl, which no longer exists"):
         recorded_test_split("user-bundle", training_data, dissatisfied_rating=2)
 
 
+def test_folder_in_place_of_file_is_named(tmp_path: Path) -> None:
+    entry = {"path": str(tmp_path), "sha256": "0" * 64}
+    training_data = {"files": {str(tmp_path): "0" * 64}, "split_seed": 13,
+                     "inputs": {"messages": [entry], "conversations": [entry],
+                                "test_ids_sha256": "0" * 64}}
+
+    with pytest.raises(DatasetError, match="now not a regular file"):
+        recorded_test_split("user-bundle", training_data, dissatisfied_rating=2)
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("split_seed", None, "training_data.split_seed None"),
+    ("split_seed", "abc", "training_data.split_seed 'abc'"),
+    ("messages", [5], "training_data.inputs.messages 5"),
+    ("messages", "m.jsonl", "training_data.inputs.messages 'm.jsonl'"),
+    ("test_ids_sha256", None, "training_data.inputs.test_ids_sha256 None"),
+])
+def test_edited_manifest_names_the_field(tmp_path: Path, field: str, value: object,
+                                         named: str) -> None:
+    entry = {"path": str(tmp_path / "m.jsonl"), "sha256": "0" * 64}
+    inputs: dict[str, object] = {"messages": [entry], "conversations": [entry],
+                                 "test_ids_sha256": "0" * 64}
+    training_data: dict[str, object] = {"files": {"m.jsonl": "0" * 64}, "split_seed": 13,
+                                        "inputs": inputs}
+    if field == "split_seed":
+        training_data["split_seed"] = value
+    else:
+        inputs[field] = value
+
+    with pytest.raises(DatasetError, match=f"invalid {re.escape(named)}"):
+        recorded_test_split("user-bundle", training_data, dissatisfied_rating=2)
+
+
+def test_manifest_without_training_data_asks_for_data() -> None:
+    with pytest.raises(DatasetError, match="records no training data"):
+        recorded_test_split("edited", {}, dissatisfied_rating=2)
+
+
 def test_bundled_corpora_bundle_has_no_recorded_split() -> None:
-    assert recorded_test_split("escalation", {"files": {}, "counts": {}},
+    assert recorded_test_split("escalation", {"files": {"uss.json": "0" * 64}, "counts": {}},
                                dissatisfied_rating=2) is None
+
+
+def test_other_split_name_is_rejected() -> None:
+    with pytest.raises(DatasetError, match="trained with the split file.*'uss.json'.*not "
+                                           "other.json"):
+        check_bundled_split("escalation", {"files": {"uss.json": "0" * 64}}, "other")
+
+    assert not split_file_path("other").exists()
 
 
 def test_unlabelled_messages_name_the_split(word_id_files: tuple[Path, Path],
