@@ -6,6 +6,7 @@ import json
 import re
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -142,22 +143,23 @@ def test_bundle_without_recorded_inputs_asks_for_data() -> None:
                             dissatisfied_rating=2)
 
 
+def _recorded_training_data(path: Path) -> dict[str, Any]:
+    # A manifest record that names `path` as both training files, with dummy hashes.
+    entry = {"path": str(path), "sha256": "0" * 64}
+    return {"files": {path.name: "0" * 64}, "split_seed": 13,
+            "inputs": {"messages": [entry], "conversations": [entry],
+                       "test_ids_sha256": "0" * 64}}
+
+
 def test_missing_training_file_asks_for_data(tmp_path: Path) -> None:
-    gone = tmp_path / "gone.jsonl"
-    entry = {"path": str(gone), "sha256": "0" * 64}
-    training_data = {"files": {str(gone): "0" * 64}, "split_seed": 13,
-                     "inputs": {"messages": [entry], "conversations": [entry],
-                                "test_ids_sha256": "0" * 64}}
+    training_data = _recorded_training_data(tmp_path / "gone.jsonl")
 
     with pytest.raises(DatasetError, match="gone.jsonl, which no longer exists"):
         recorded_test_split("user-bundle", training_data, dissatisfied_rating=2)
 
 
 def test_folder_in_place_of_file_is_named(tmp_path: Path) -> None:
-    entry = {"path": str(tmp_path), "sha256": "0" * 64}
-    training_data = {"files": {str(tmp_path): "0" * 64}, "split_seed": 13,
-                     "inputs": {"messages": [entry], "conversations": [entry],
-                                "test_ids_sha256": "0" * 64}}
+    training_data = _recorded_training_data(tmp_path)
 
     with pytest.raises(DatasetError, match="now not a regular file"):
         recorded_test_split("user-bundle", training_data, dissatisfied_rating=2)
@@ -172,15 +174,11 @@ def test_folder_in_place_of_file_is_named(tmp_path: Path) -> None:
 ])
 def test_edited_manifest_names_the_field(tmp_path: Path, field: str, value: object,
                                          named: str) -> None:
-    entry = {"path": str(tmp_path / "m.jsonl"), "sha256": "0" * 64}
-    inputs: dict[str, object] = {"messages": [entry], "conversations": [entry],
-                                 "test_ids_sha256": "0" * 64}
-    training_data: dict[str, object] = {"files": {"m.jsonl": "0" * 64}, "split_seed": 13,
-                                        "inputs": inputs}
+    training_data = _recorded_training_data(tmp_path / "m.jsonl")
     if field == "split_seed":
         training_data["split_seed"] = value
     else:
-        inputs[field] = value
+        training_data["inputs"][field] = value
 
     with pytest.raises(DatasetError, match=f"invalid {re.escape(named)}"):
         recorded_test_split("user-bundle", training_data, dissatisfied_rating=2)
