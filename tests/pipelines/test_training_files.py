@@ -74,10 +74,10 @@ def test_token_bundle_trains_and_scores_word_ids(word_id_files: tuple[Path, Path
     assert len(data.conversations["test"]) == 36
     assert result.metrics["frustration"]["model"]["roc_auc"] > 0.55
     assert 0.0 <= scored.decision.probability <= 1.0
-    _check_default_evaluation(result.bundle_dir, conversations, tmp_path)
+    _check_default_evaluation(result.bundle_dir, conversations)
 
 
-def _check_default_evaluation(bundle_dir: Path, conversations: Path, tmp_path: Path) -> None:
+def _check_default_evaluation(bundle_dir: Path, conversations: Path) -> None:
     # Without --data, evaluate rebuilds the test split of the bundle's own training files,
     # not the bundled English corpora.
     evaluated = runner.invoke(app, ["evaluate", "--bundle", str(bundle_dir), "--json"])
@@ -85,7 +85,7 @@ def _check_default_evaluation(bundle_dir: Path, conversations: Path, tmp_path: P
     metrics = json.loads(evaluated.output.strip().splitlines()[-1])
     assert metrics["escalation"]["n_conversations"] == 36
 
-    # A changed training file cannot give the same split back, so the user is told to pass it.
+    # A changed training file cannot give the same split back, so the error asks for --data.
     original = conversations.read_bytes()
     try:
         conversations.write_bytes(original + b"\n")
