@@ -108,6 +108,7 @@ def evaluate(
     from pipelines.evaluate.evaluation import evaluate_escalation, evaluate_messages
     from pipelines.evaluate.vader import VaderBaseline
     from pipelines.train.config import load_train_config
+    from pipelines.train.data import training_files_among
     from serving.rules import load_policy
     from serving.scorer import Scorer
 
@@ -115,6 +116,10 @@ def evaluate(
     scorer = Scorer(_resolve_bundle(bundle), policy=load_policy(policy))
     if data:
         conversations = read_data_files(data)
+        for path in training_files_among(scorer.manifest.training_data, data):
+            typer.echo(f"warning: {path} is a file bundle {scorer.manifest.name} was trained "
+                       "on, so these metrics include training conversations and are "
+                       "optimistic", err=True)
     else:
         conversations = _default_test_data(scorer, config, settings.dissatisfied_rating,
                                            settings.splits)

@@ -282,6 +282,9 @@ def iter_conversation_lines(path: Path) -> Iterator[tuple[int, Conversation | Ex
     """
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1 and raw.startswith(UTF8_BOM):
+                # Editors on Windows often save UTF-8 with a byte order mark; it is not data.
+                raw = raw[len(UTF8_BOM):]
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -349,6 +352,8 @@ def read_conversations(path: str | Path) -> list[Conversation]:
     return conversations
 
 
+# The byte order mark some editors write at the start of a UTF-8 file.
+UTF8_BOM = b"\xef\xbb\xbf"
 # The first bytes of a gzip stream (RFC 1952, section 2.3.1).
 GZIP_MAGIC = b"\x1f\x8b"
 USS_ROLES = ("USER", "SYSTEM")

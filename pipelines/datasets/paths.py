@@ -92,9 +92,10 @@ def open_text(path: Path, *, source_hint: str) -> TextIO:
 
     with path.open("rb") as probe:
         magic = probe.read(len(_GZIP_MAGIC))
+    # utf-8-sig drops a byte order mark at the start and reads everything else as UTF-8.
     if magic == _GZIP_MAGIC:
-        return gzip.open(path, "rt", encoding="utf-8", newline="\n")
-    return path.open(encoding="utf-8", newline="\n")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="\n")
+    return path.open(encoding="utf-8-sig", newline="\n")
 
 
 def read_lines(path: Path, *, source_hint: str) -> Iterator[tuple[int, str]]:

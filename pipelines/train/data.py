@@ -147,6 +147,16 @@ def recorded_test_split(bundle_name: str, training_data: dict[str, Any], *,
     return test
 
 
+def training_files_among(training_data: dict[str, Any], paths: Sequence[Path]) -> list[Path]:
+    """Return those of `paths` whose sha256 equals a file the bundle was trained on.
+
+    Such a file holds training conversations too, so metrics on it are optimistic.
+    """
+    recorded = {digest for digest in training_data.get("files", {}).values()
+                if isinstance(digest, str)}
+    return [path for path in paths if fingerprint_files([path])[path.name] in recorded]
+
+
 def check_bundled_split(bundle_name: str, training_data: dict[str, Any],
                         splits_name: str) -> None:
     """Check that the stored split file `splits_name` is the one the bundle was trained with.

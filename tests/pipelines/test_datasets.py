@@ -263,6 +263,14 @@ def test_uss_plain_file_reads_like_gzip(tmp_path: Path) -> None:
     assert len(read_uss(plain, "demo")) == 2
 
 
+def test_uss_byte_order_mark_is_skipped(tmp_path: Path) -> None:
+    plain = _write_uss(tmp_path, [USS_LINE, SYSTEM_LINE, OVERALL_LINE])
+    marked = tmp_path / "marked.txt"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+
+    assert read_uss(marked, "demo") == read_uss(plain, "demo")
+
+
 def test_uss_windows_line_endings_read(tmp_path: Path) -> None:
     path = tmp_path / "crlf.txt"
     path.write_bytes("\r\n".join([USS_LINE, SYSTEM_LINE, OVERALL_LINE]).encode("utf-8"))

@@ -96,6 +96,12 @@ def _check_default_evaluation(bundle_dir: Path, conversations: Path) -> None:
     assert "changed since bundle" in str(changed.exception)
     assert "--data" in str(changed.exception)
 
+    # Evaluating on a training file itself works, with a warning that the metrics are optimistic.
+    on_training = runner.invoke(app, ["evaluate", "--bundle", str(bundle_dir), "--data",
+                                      str(conversations)])
+    assert on_training.exit_code == 0, on_training.output
+    assert "include training conversations" in on_training.output
+
 
 def test_relative_and_linked_inputs_are_checked(word_id_files: tuple[Path, Path],
                                                tmp_path: Path,

@@ -513,6 +513,15 @@ def test_json_document_gets_format_hint(tmp_path: Path, text: str, expected: str
     assert expected in first_line
 
 
+def test_byte_order_mark_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "with-bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_conversation(_customer())).encode() + b"\n")
+
+    conversations = read_conversations(path)
+
+    assert len(conversations) == 1
+
+
 def test_one_bad_line_gets_no_hint(tmp_path: Path) -> None:
     path = tmp_path / "mixed.jsonl"
     good = json.dumps(_conversation(_customer()))
