@@ -283,7 +283,7 @@ def iter_conversation_lines(path: Path) -> Iterator[tuple[int, Conversation | Ex
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
             if line_number == 1 and raw.startswith(UTF8_BOM):
-                # Editors on Windows often save UTF-8 with a byte order mark; it is not data.
+                # Some editors save UTF-8 with a byte order mark, which is not part of the data.
                 raw = raw[len(UTF8_BOM):]
             try:
                 line = raw.decode("utf-8")
