@@ -26,6 +26,7 @@ from pipelines.train.labels import customer_ratings
 from pipelines.train.run import TrainingData, fingerprint_files
 from pipelines.train.similar import MIN_RESOLVED_SATISFACTION, is_resolved_case
 from serving.errors import DatasetError
+from serving.hashing import sha256_file
 from serving.schema import SENTIMENT_CLASSES, Conversation, Role, Sentiment, read_conversations
 
 logger = logging.getLogger(__name__)
@@ -85,15 +86,15 @@ def load_training_files(message_files: Sequence[Path], conversation_files: Seque
     for role, rows in conversations.items():
         _check_ratings(rows, role, conversation_files, dissatisfied_rating)
 
+    digests = {path: sha256_file(path) for path in [*message_files, *conversation_files]}
     fingerprint = {
         # Keyed by the path as given, because two inputs may share a file name.
-        "files": {str(path): fingerprint_files([path])[path.name]
-                  for path in [*message_files, *conversation_files]},
+        "files": {str(path): digest for path, digest in digests.items()},
         # Absolute paths (symlinks resolved) and hashes by role, and the test ids, so that
         # `escalation evaluate` can rebuild the same test split from any folder.
         "inputs": {
-            "messages": _input_entries(message_files),
-            "conversations": _input_entries(conversation_files),
+            "messages": _input_entries(message_files, digests),
+            "conversations": _input_entries(conversation_files, digests),
             "test_ids_sha256": ids_fingerprint(
                 [row.id for row in messages["test"] + conversations["test"]]),
         },
@@ -150,11 +151,11 @@ def recorded_test_split(bundle_name: str, training_data: dict[str, Any], *,
 def training_files_among(training_data: dict[str, Any], paths: Sequence[Path]) -> list[Path]:
     """Return those of `paths` whose sha256 equals a file the bundle was trained on.
 
-    Such a file holds training conversations too, so metrics on it are optimistic.
+    Such a file contains training conversations too, so metrics on it are optimistic.
     """
     recorded = {digest for digest in training_data.get("files", {}).values()
                 if isinstance(digest, str)}
-    return [path for path in paths if fingerprint_files([path])[path.name] in recorded]
+    return [path for path in paths if sha256_file(path) in recorded]
 
 
 def check_bundled_split(bundle_name: str, training_data: dict[str, Any],
@@ -177,11 +178,11 @@ def check_bundled_split(bundle_name: str, training_data: dict[str, Any],
         raise DatasetError(f"split file {path} not found, so the test split of bundle "
                            f"{bundle_name} is unknown; restore it or pass the test data with "
                            "--data")
-    actual = fingerprint_files([path])[path.name]
+    actual = sha256_file(path)
     if actual != recorded[path.name]:
         raise DatasetError(
             f"{path} changed since bundle {bundle_name} was trained (sha256 {actual[:12]} "
-            f"against {recorded[path.name][:12]}), so its test split may hold training "
+            f"against {recorded[path.name][:12]}), so its test split may contain training "
             "conversations; restore the file or pass the test data with --data"
         )
 
@@ -232,7 +233,7 @@ def _check_recorded_file(bundle_name: str, path: Path, expected: str) -> None:
             f"bundle {bundle_name} was trained on the file {path}, which is now not a regular "
             "file; pass the test data with --data"
         )
-    actual = fingerprint_files([path])[path.name]
+    actual = sha256_file(path)
     if actual != expected:
         raise DatasetError(
             f"{path} changed since bundle {bundle_name} was trained on it (sha256 {actual[:12]} "
@@ -241,13 +242,8 @@ def _check_recorded_file(bundle_name: str, path: Path, expected: str) -> None:
         )
 
 
-def _input_entries(paths: Sequence[Path]) -> list[dict[str, str]]:
-    entries = []
-    for path in paths:
-        resolved = path.resolve()
-        entries.append({"path": str(resolved),
-                        "sha256": fingerprint_files([resolved])[resolved.name]})
-    return entries
+def _input_entries(paths: Sequence[Path], digests: dict[Path, str]) -> list[dict[str, str]]:
+    return [{"path": str(path.resolve()), "sha256": digests[path]} for path in paths]
 
 
 def _with_splits(rows: list[Conversation],

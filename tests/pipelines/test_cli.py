@@ -78,8 +78,8 @@ def test_score_writes_one_line_per_conversation(trained_bundle: TrainedBundle,
 
 
 def test_score_leaves_side_files_alone(trained_bundle: TrainedBundle, tmp_path: Path) -> None:
-    # The temporary output once had the fixed name "<output>.partial", so an input or an
-    # unrelated file of that name was overwritten and then removed.
+    # A fixed temporary name such as "<output>.partial" could be an input or an unrelated
+    # file, which the write would overwrite and then remove.
     source = tmp_path / "out.jsonl.partial"
     write_conversations(read_bundled_uss()[:2], source)
     unrelated = tmp_path / "other.jsonl.partial"

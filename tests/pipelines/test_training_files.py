@@ -85,7 +85,7 @@ def _check_default_evaluation(bundle_dir: Path, conversations: Path) -> None:
     metrics = json.loads(evaluated.output.strip().splitlines()[-1])
     assert metrics["escalation"]["n_conversations"] == 36
 
-    # A changed training file cannot give the same split back, so the error asks for --data.
+    # A changed training file cannot give the same split back, so the error names --data as the fix.
     original = conversations.read_bytes()
     try:
         conversations.write_bytes(original + b"\n")
